@@ -1,0 +1,323 @@
+"""Build the view model from descriptors and google.api.http rules, validating every binding.
+
+Every problem becomes a GenerationError naming proto file, service, method and the offending text; the
+plugin entry turns it into CodeGeneratorResponse.error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import descriptor_pb2
+
+from . import __version__
+from .descriptors import SCALAR_KINDS, FieldInfo, Registry, module_alias, python_module
+from .header_policy import build_policy
+from .httprule import CompiledTemplate, TemplateError, compile_template, parse
+from .model import Binding, Body, FieldRef, Import, Method, PathParam, Service, TypeRef
+from .options import Options
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_NO_BODY_METHODS = ("GET", "HEAD")
+
+
+class GenerationError(Exception):
+    """A problem in the user's protos or options, reported through CodeGeneratorResponse.error."""
+
+    def __init__(self, proto_file: str, where: str, message: str) -> None:
+        super().__init__(f"{proto_file}: {where}: {message}" if where else f"{proto_file}: {message}")
+
+
+def snake_case(name: str) -> str:
+    """`GetBook` -> `get_book`, `HTTPProxy` -> `http_proxy`."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def output_file_name(proto_file: str, service: str) -> str:
+    """`shop/v1/shop.proto` + `ShopService` -> `shop/v1/shop_pb2_gateway_shop_service.py` (beside _pb2.py)."""
+    return python_module(proto_file).replace(".", "/") + f"_gateway_{snake_case(service)}.py"
+
+
+class _ServiceBuilder:
+    def __init__(
+        self, registry: Registry, file: descriptor_pb2.FileDescriptorProto, options: Options
+    ) -> None:
+        self.registry = registry
+        self.file = file
+        self.options = options
+        self.imports: dict[str, Import] = {}
+
+    def type_ref(self, full_name: str, *, enum: bool = False) -> TypeRef:
+        info = self.registry.enum(full_name) if enum else self.registry.message(full_name)
+        module = python_module(info.proto_file)
+        alias = module_alias(module)
+        self.imports[module] = Import(module, alias)
+        return TypeRef(info.full_name, module, alias, info.python_path)
+
+    def build(self, service: descriptor_pb2.ServiceDescriptorProto) -> Service | None:
+        full_name = f"{self.file.package}.{service.name}" if self.file.package else service.name
+        methods: list[Method] = []
+        seen: dict[tuple[object, ...], tuple[str, str]] = {}
+        for method in service.method:
+            where = f"service {service.name}, method {method.name}"
+            built = self.method(full_name, method, where)
+            if built is None:
+                continue
+            for binding in built.bindings:
+                key = (binding.http_method, binding.template.shape())
+                if key in seen:
+                    other_method, other_source = seen[key]
+                    raise GenerationError(
+                        self.file.name,
+                        where,
+                        f"route {binding.http_method} {binding.template.source} conflicts with "
+                        f"{binding.http_method} {other_source} of method {other_method}",
+                    )
+                seen[key] = (method.name, binding.template.source)
+            twin = next((m.name for m in methods if m.snake_name == built.snake_name), None)
+            if twin is not None:  # the handlers would share one Python name: one would call the other's RPC
+                raise GenerationError(
+                    self.file.name,
+                    where,
+                    f"method names {twin} and {method.name} both become the Python name {built.snake_name!r}",
+                )
+            methods.append(built)
+        if not methods:
+            return None
+        built_service = Service(
+            name=service.name,
+            full_name=full_name,
+            proto_file=self.file.name,
+            output_file=output_file_name(self.file.name, service.name),
+            methods=tuple(methods),
+            imports=tuple(sorted(self.imports.values(), key=lambda i: i.module)),
+            policy=build_policy(self.options),
+            options=self.options,
+            version=__version__,
+            parameters=self.options.canonical(),
+        )
+        served = built_service.served_methods
+        if not served:  # a module without a single route helps nobody (and its class would be empty)
+            return None
+        # Only what the served handlers use: a type seen only by an unserved method would be an unused import.
+        used = {ref.module for m in served for ref in (m.input, m.output)}
+        used.update(p.enum.module for m in served for b in m.bindings for p in b.path_params if p.enum)
+        return dataclasses.replace(
+            built_service, imports=tuple(i for i in built_service.imports if i.module in used)
+        )
+
+    def method(
+        self, service_full: str, method: descriptor_pb2.MethodDescriptorProto, where: str
+    ) -> Method | None:
+        rules: list[tuple[int, http_pb2.HttpRule]] = []
+        if method.options.HasExtension(annotations_pb2.http):
+            rule = method.options.Extensions[annotations_pb2.http]
+            rules.append((0, rule))
+            for i, extra in enumerate(rule.additional_bindings, start=1):
+                if extra.additional_bindings:
+                    raise GenerationError(
+                        self.file.name, where, f"additional_bindings[{i - 1}] has nested additional_bindings"
+                    )
+                rules.append((i, extra))
+        elif self.options.generate_unbound_methods:
+            unbound = http_pb2.HttpRule(post=f"/{service_full}/{method.name}", body="*")
+            rules.append((0, unbound))
+        else:
+            return None
+        input_ref = self.type_ref(method.input_type)
+        output_ref = self.type_ref(method.output_type)
+        m = Method(
+            name=method.name,
+            grpc_path=f"/{service_full}/{method.name}",
+            input=input_ref,
+            output=output_ref,
+            client_streaming=method.client_streaming,
+            server_streaming=method.server_streaming,
+            bindings=(),
+            snake_name=snake_case(method.name),
+        )
+        bindings = tuple(self.binding(m, method, index, rule, where) for index, rule in rules)
+        return Method(**{**m.__dict__, "bindings": bindings})
+
+    def binding(
+        self,
+        m: Method,
+        method: descriptor_pb2.MethodDescriptorProto,
+        index: int,
+        rule: http_pb2.HttpRule,
+        where: str,
+    ) -> Binding:
+        label = "http rule" if index == 0 else f"additional_bindings[{index - 1}]"
+        where = f"{where}, {label}"
+        pattern_kind = rule.WhichOneof("pattern")
+        if pattern_kind is None:
+            raise GenerationError(self.file.name, where, "no HTTP method and path (get, put, post, ...) set")
+        if pattern_kind == "custom":
+            http_method, text = rule.custom.kind, rule.custom.path
+            if not _TOKEN.fullmatch(http_method):
+                raise GenerationError(
+                    self.file.name, where, f"custom kind {http_method!r} is not an HTTP method"
+                )
+            if http_method == "*":  # http.proto's "any method": the runtime matches methods exactly
+                raise GenerationError(
+                    self.file.name,
+                    where,
+                    "custom kind '*' (any HTTP method) is not supported; name the method",
+                )
+        else:
+            http_method, text = pattern_kind.upper(), getattr(rule, pattern_kind)
+        try:
+            template = compile_template(parse(text))
+        except TemplateError as err:
+            raise GenerationError(self.file.name, where, str(err)) from None
+        request = self.registry.message(method.input_type)
+        path_params = tuple(
+            self.path_param(request.full_name, template, i, where) for i in range(len(template.captures))
+        )
+        if path_params and m.client_streaming:
+            raise GenerationError(
+                self.file.name, where, f"path parameters in {text!r} on a client-streaming method"
+            )
+        body = self.body(rule.body, request.full_name, http_method, where, m.client_streaming)
+        response_body = self.response_body(rule.response_body, method.output_type, where)
+        bound = [p.dotted for p in path_params]
+        if body.field is not None:
+            bound.append(body.field.name)
+        return Binding(
+            index=index,
+            http_method=http_method,
+            template=template,
+            body=body,
+            response_body=response_body,
+            path_params=path_params,
+            query_bound=tuple(sorted(set(bound))),
+            query_closed=body.kind == "all",
+        )
+
+    def field_ref(self, info: FieldInfo) -> FieldRef:
+        kind = "message" if info.is_message else SCALAR_KINDS[info.type]
+        return FieldRef(
+            info.name,
+            info.json_name,
+            kind,
+            info.repeated,
+            info.is_map,
+            info.type_name if info.is_message else "",
+        )
+
+    def path_param(self, request: str, template: CompiledTemplate, index: int, where: str) -> PathParam:
+        capture = template.captures[index]
+        dotted = ".".join(capture.field_path)
+        message = self.registry.message(request)
+        refs: list[FieldRef] = []
+        info: FieldInfo | None = None
+        for depth, name in enumerate(capture.field_path):
+            info = message.field(name)
+            if info is None:
+                raise GenerationError(
+                    self.file.name,
+                    where,
+                    f"path variable {{{dotted}}} in {template.source!r}: "
+                    f"no field {name!r} in {message.full_name}",
+                )
+            refs.append(self.field_ref(info))
+            last = depth == len(capture.field_path) - 1
+            if not last:
+                if not info.is_message or info.repeated:
+                    raise GenerationError(
+                        self.file.name,
+                        where,
+                        f"path variable {{{dotted}}} in {template.source!r}: "
+                        f"{name!r} is not a singular message field",
+                    )
+                message = self.registry.message(info.type_name)
+        assert info is not None
+        if info.is_message or info.repeated:
+            what = "a repeated field" if info.repeated else f"message-typed ({info.type_name})"
+            raise GenerationError(
+                self.file.name,
+                where,
+                f"path variable {{{dotted}}} in {template.source!r} is {what}; it must be a scalar or enum",
+            )
+        enum = self.type_ref(info.type_name, enum=True) if refs[-1].kind == "enum" else None
+        return PathParam(index, tuple(refs), refs[-1].kind, enum, capture.multi)
+
+    def body(self, body: str, request: str, http_method: str, where: str, client_streaming: bool) -> Body:
+        if not body:
+            if client_streaming:
+                raise GenerationError(
+                    self.file.name, where, "a client-streaming method needs a body (`*` or a field)"
+                )
+            return Body("none")
+        if http_method in _NO_BODY_METHODS:
+            raise GenerationError(
+                self.file.name, where, f"body {body!r} on {http_method}: {http_method} has no body"
+            )
+        if http_method == "DELETE" and not self.options.allow_delete_body:
+            raise GenerationError(
+                self.file.name, where, f"body {body!r} on DELETE: set allow_delete_body=true to allow it"
+            )
+        if body == "*":
+            return Body("all")
+        info = self.registry.message(request).field(body)
+        if info is None:
+            raise GenerationError(
+                self.file.name,
+                where,
+                f"body field {body!r} does not exist in {request} (it must be a top-level field)",
+            )
+        if client_streaming and (info.repeated or not info.is_message):
+            raise GenerationError(
+                self.file.name,
+                where,
+                f"body field {body!r}: a client-streaming body must be a singular message field",
+            )
+        self.check_json_name("body", info, where)
+        return Body("field", self.field_ref(info))
+
+    def response_body(self, name: str, response: str, where: str) -> FieldRef | None:
+        if not name:
+            return None
+        info = self.registry.message(response).field(name)
+        if info is None:
+            raise GenerationError(
+                self.file.name,
+                where,
+                f"response_body field {name!r} does not exist in {response.lstrip('.')} "
+                "(it must be a top-level field)",
+            )
+        self.check_json_name("response_body", info, where)
+        return self.field_ref(info)
+
+    def check_json_name(self, what: str, info: FieldInfo, where: str) -> None:
+        """The templates write a body field's json_name (settable to any text) as a "..." literal."""
+        name = info.json_name
+        if not name.isprintable() or '"' in name or "\\" in name:
+            raise GenerationError(
+                self.file.name,
+                where,
+                f"{what} field {info.name!r}: json_name {name!r} cannot be written into the generated code",
+            )
+
+
+def build_services(registry: Registry, files_to_generate: list[str], options: Options) -> list[Service]:
+    services: list[Service] = []
+    for name in files_to_generate:
+        file = registry.files[name]
+        outputs: dict[str, str] = {}
+        for service in file.service:
+            built = _ServiceBuilder(registry, file, options).build(service)
+            if built is None:
+                continue
+            if built.output_file in outputs:
+                raise GenerationError(
+                    file.name,
+                    f"service {service.name}",
+                    f"output file {built.output_file} collides with service {outputs[built.output_file]}",
+                )
+            outputs[built.output_file] = service.name
+            services.append(built)
+    return services

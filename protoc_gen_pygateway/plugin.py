@@ -1,0 +1,75 @@
+"""The protoc plugin entry: CodeGeneratorRequest on stdin -> CodeGeneratorResponse on stdout.
+
+`generate()` is pure and in-process, so tests drive it without protoc. No Python traceback ever reaches
+protoc: problems in the input become CodeGeneratorResponse.error.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from google.api import annotations_pb2  # registers google.api.http so MethodOptions parse it
+from google.protobuf import descriptor_pb2
+from google.protobuf.compiler import plugin_pb2
+
+from . import __version__
+from .builder import GenerationError, build_services
+from .descriptors import Registry
+from .header_policy import check_options
+from .options import OptionsError, parse_options
+from .render import environment, render_service, render_support
+
+_ = annotations_pb2
+Response = plugin_pb2.CodeGeneratorResponse
+
+MINIMUM_EDITION = descriptor_pb2.EDITION_PROTO2
+MAXIMUM_EDITION = descriptor_pb2.EDITION_2023
+
+
+def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
+    response = Response(
+        supported_features=Response.FEATURE_PROTO3_OPTIONAL | Response.FEATURE_SUPPORTS_EDITIONS,
+        minimum_edition=MINIMUM_EDITION,
+        maximum_edition=MAXIMUM_EDITION,
+    )
+    try:
+        options = parse_options(request.parameter)
+        check_options(options)
+        services = build_services(Registry(list(request.proto_file)), list(request.file_to_generate), options)
+        env = environment()
+        files = {service.output_file: render_service(env, service) for service in services}
+        if services and options.emit_runtime:
+            files.update(render_support(env))
+    except (OptionsError, GenerationError) as err:
+        response.error = f"protoc-gen-pygateway: {err}"
+        return response
+    except Exception as err:  # a bug of ours: still a clear message, never a traceback on protoc's stderr
+        response.error = f"protoc-gen-pygateway {__version__}: internal error: {type(err).__name__}: {err}"
+        return response
+    for name in sorted(files):
+        response.file.add(name=name, content=files[name])
+    return response
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args:
+        if args == ["--version"]:
+            print(f"protoc-gen-pygateway {__version__}")
+            return 0
+        print(
+            "usage: protoc-gen-pygateway [--version]  (run by protoc: --pygateway_out=DIR)", file=sys.stderr
+        )
+        return 2
+    data = sys.stdin.buffer.read()
+    try:
+        request = plugin_pb2.CodeGeneratorRequest.FromString(data)
+    except Exception as err:
+        print(f"protoc-gen-pygateway: cannot parse the CodeGeneratorRequest on stdin: {err}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(generate(request).SerializeToString())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
