@@ -1,0 +1,52 @@
+# protoc-gen-pygateway — run `make help` for the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+GEN ?= gen
+FUZZ_SECONDS ?= 60
+STAMP := $(VENV)/.installed
+
+.PHONY: help install generate demo test soak lint typecheck golden fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the plugin with its dev tools
+
+generate: $(STAMP) ## generate the demo gateway (pb2 + gateway modules) from testdata into gen/
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m protoc_gen_pygateway.protoc -Itestdata/protos --python_out=$(GEN) --pyi_out=$(GEN) \
+		--grpc_python_out=$(GEN) --pygateway_out=$(GEN) testdata/protos/shop/v1/shop.proto testdata/protos/shop/v1/feed.proto
+
+demo: generate ## run the example backend + generated gateway, show real requests (DEMO_ARGS=--once to exit)
+	$(PY) -m demo.run --gen $(GEN) $(DEMO_ARGS)
+
+test: $(STAMP) ## run the whole test suite (unit, plugin, golden, end-to-end, lint of generated code)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+SOAK_ARGS ?= --streams 1000 --seconds 60
+soak: $(STAMP) ## hold 1,000 server streams x 60 s through the gateway: loss/order, RSS per stream, CPU (SOAK_ARGS=...)
+	timeout 600 $(PY) -m tests.soak $(SOAK_ARGS)
+
+lint: $(STAMP) ## ruff + mypy --strict on the plugin, demo and tests
+	$(VENV)/bin/ruff check protoc_gen_pygateway demo tests
+	$(VENV)/bin/ruff format --check protoc_gen_pygateway demo tests
+	$(VENV)/bin/mypy protoc_gen_pygateway
+
+golden: $(STAMP) ## refresh the golden generated outputs under testdata/golden
+	$(PY) -m tests.golden --update
+
+fuzz: $(STAMP) ## fuzz the generated gateway's request path (atheris) for FUZZ_SECONDS; crashes -> tests/fuzz_corpus/crashes/
+	$(PY) -m pip install --quiet -e '.[fuzz]' || echo "atheris could not be installed: the hypothesis driver runs instead"
+	mkdir -p .fuzz/corpus tests/fuzz_corpus/crashes
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m tests.fuzz_gateway -max_total_time=$(FUZZ_SECONDS) -timeout=20 \
+		-dict=tests/fuzz_gateway.dict -artifact_prefix=tests/fuzz_corpus/crashes/ .fuzz/corpus tests/fuzz_corpus/seeds
+
+clean: ## remove generated and cached files
+	rm -rf $(GEN) .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz
