@@ -1,0 +1,66 @@
+"""Golden outputs: what the plugin generates for testdata/protos under fixed options.
+
+`python -m tests.golden --update` (or `make golden`) rewrites testdata/golden/; tests/test_golden.py fails
+on any difference, so every change to generated code is reviewed as a diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from tests.protoc_support import ROOT, code_generator_request
+
+GOLDEN = ROOT / "testdata" / "golden"
+PROTOS = ["shop/v1/shop.proto", "shop/v1/feed.proto"]
+
+#: case name -> plugin parameter
+CASES: dict[str, str] = {
+    "default": "",
+    "options": (
+        "generate_unbound_methods=true,use_proto_names=true,emit_unpopulated=false,enums_as_ints=true,"
+        "unknown_query_params=ignore,unknown_body_fields=ignore,forward_header=x-request-id,"
+        "strip_header=x-internal-token,forward_permanent_headers=false,max_body_bytes=65536,max_json_depth=32,websocket=false"
+    ),
+}
+
+
+def generate_case(parameter: str) -> dict[str, str]:
+    from protoc_gen_pygateway.plugin import generate
+
+    response = generate(code_generator_request(PROTOS, parameter))
+    if response.error:
+        raise SystemExit(f"generation failed: {response.error}")
+    return {f.name: f.content for f in response.file}
+
+
+def read_tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text("utf-8") for p in sorted(root.rglob("*.py"))}
+
+
+def update() -> None:
+    for case, parameter in CASES.items():
+        target = GOLDEN / case
+        shutil.rmtree(target, ignore_errors=True)
+        for name, content in generate_case(parameter).items():
+            path = target / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, "utf-8", newline="\n")
+        print(f"wrote {target.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--update", action="store_true", help="rewrite testdata/golden")
+    args = parser.parse_args(argv)
+    if args.update:
+        update()
+        return 0
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
