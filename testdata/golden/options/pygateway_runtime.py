@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -138,6 +139,18 @@ class HeaderPolicy:
     def blocked(self, key: str) -> bool:
         return key in self.forbidden or key in self.reserved_keys or key.startswith(self.reserved_prefixes)
 
+    @functools.cached_property
+    def plan(self) -> dict[bytes, str]:
+        """What `request_metadata` does with each header it knows, by the raw lowercase name ASGI gives:
+        `""` drops it, `"<special>"` names a header it reads itself, anything else is its metadata key.
+        Computed once per module, so that a request costs one dict lookup per header."""
+        plan = {name.encode("latin-1"): key for name, key in self.forwarded.items()}
+        for name in ("grpc-timeout", "x-forwarded-for", "x-forwarded-host", "host"):
+            plan[name.encode("latin-1")] = f"<{name}>"
+        for name in self.forbidden:
+            plan[name.encode("latin-1")] = ""
+        return plan
+
 
 # ---------------------------------------------------------------------------------------------- routing
 
@@ -216,6 +229,20 @@ class Route:
         return values
 
 
+def _index_by_first_literal(routes: tuple[Route, ...]) -> dict[str, tuple[Route, ...]]:
+    """First literal segment -> the routes (in rank order) a path starting with it can match; key ""
+    -> the routes any path can match (a wildcard or percent-encoded first segment)."""
+    def indexed(route: Route) -> bool:
+        return bool(route.segments) and route.segments[0][0] == LITERAL and "%" not in route.segments[0][1]
+
+    firsts = {route.segments[0][1] for route in routes if indexed(route)}
+    index: dict[str, list[Route]] = {first: [] for first in (*sorted(firsts), "")}
+    for route in routes:
+        for first in (route.segments[0][1],) if indexed(route) else index:
+            index[first].append(route)
+    return {first: tuple(bucket) for first, bucket in index.items()}
+
+
 def _split_path(path: str) -> tuple[list[str], list[str] | None, str | None]:
     """Split a raw path into segments; with a `:verb` on the last segment, also the verb-less variant.
 
@@ -260,6 +287,7 @@ class Gateway:
                     f"{other.method} {other.template} of {other.name}"
                 )
             seen[key] = route
+        self._by_first = _index_by_first_literal(self.routes)
         #: True once `shutdown()` ran: open streams were ended, new ones are refused with 503.
         self.shutting_down = False
         self._stops: set[_Stop] = set()
@@ -307,8 +335,13 @@ class Gateway:
         if not path.startswith("/"):  # e.g. `OPTIONS *` or an absolute-form target: no route
             return []
         parts, verbless, verb = _split_path(path)
+        routes = self.routes
+        # Literal prefix dispatch: only routes whose first segment can be this one (a percent-encoded
+        # segment, or a single one that may carry a `:verb`, goes through every route).
+        if parts and "%" not in parts[0] and (verbless is None or len(parts) > 1):
+            routes = self._by_first.get(parts[0], self._by_first[""])
         allowed: list[str] = []
-        for route in self.routes:
+        for route in routes:
             if method is None and route.websocket is None:
                 continue
             values = route.match(verbless, verb) if route.verb is not None and verbless is not None else None
@@ -594,6 +627,7 @@ def error_body(code: int, text: str, details: Sequence[Any] = ()) -> bytes:
 #: A metadata key gRPC accepts; `-bin` alone is no binary key (gRPC needs a name before the suffix).
 _VALID_KEY = re.compile(r"^(?!-bin$)[0-9a-z._-]+$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
+_CONTROL = re.compile(rb"[\r\n\0]")
 _TIMEOUT = re.compile(r"^([0-9]{1,8})([HMSmun])$")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
@@ -627,44 +661,53 @@ def request_metadata(request: Request, policy: HeaderPolicy) -> tuple[Metadata, 
     for name, value in headers:
         if name == b"connection":
             named.update(t.strip().lower() for t in value.decode("latin-1").split(","))
+    plan = policy.plan
     metadata: Metadata = []
     timeout = request.gateway.options.default_timeout
     forwarded_for: list[str] = []  # every X-Forwarded-For line, in order (each may list several hops)
     forwarded_host: str | None = None
     host: str | None = None
     for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1").lower()
-        if b"\r" in raw_value or b"\n" in raw_value or b"\0" in raw_value:
+        if _CONTROL.search(raw_value):
             # RFC 9110 §5.5: never valid in a field value. HTTP/1.1 servers refuse these themselves; this
             # covers servers and HTTP/2 stacks that pass them on.
-            raise bad_request(f"header {name} contains CR, LF or NUL")
-        if name in policy.forbidden or name in named:
+            raise bad_request(f"header {raw_name.decode('latin-1').lower()} contains CR, LF or NUL")
+        action = plan.get(raw_name)
+        if action is None and not raw_name.islower():  # ASGI servers lowercase names; in case one did not
+            raw_name = raw_name.lower()
+            action = plan.get(raw_name)
+        if named and raw_name.decode("latin-1") in named:
             continue
-        if name.startswith("grpc-metadata-"):
-            key = name[14:]
+        if action is None:
+            if not raw_name.startswith(b"grpc-metadata-"):
+                continue  # not forwarded
+            key = raw_name[14:].decode("latin-1")
             if policy.blocked(key) or key in named or not _VALID_KEY.match(key):
                 continue
-        elif name == "grpc-timeout":
+        elif not action:  # forbidden
+            continue
+        elif action[0] != "<":
+            key = action
+        elif action == "<grpc-timeout>":
             timeout = parse_timeout(raw_value.decode("latin-1"))
             continue
-        elif name == "x-forwarded-for":
+        elif action == "<x-forwarded-for>":
             text = raw_value.decode("latin-1").strip()
             if text and _PRINTABLE.match(text):  # an unusable client value is dropped, never the peer
                 forwarded_for.append(text)
             continue
-        elif name == "x-forwarded-host":
+        elif action == "<x-forwarded-host>":
             text = raw_value.decode("latin-1").strip()
             if text and _PRINTABLE.match(text):  # else Host stands in
                 forwarded_host = text
             continue
-        else:
-            if name == "host":
-                host = raw_value.decode("latin-1")
-            mapped = policy.forwarded.get(name)
+        else:  # host: the X-Forwarded-Host stand-in, and metadata when the policy forwards it
+            host = raw_value.decode("latin-1")
+            mapped = policy.forwarded.get("host")
             if mapped is None:
                 continue
             key = mapped
-        value = _metadata_value(key, raw_value, name)
+        value = _metadata_value(key, raw_value, raw_name.decode("latin-1"))
         if value is not None:
             metadata.append((key, value))
     client = request.scope.get("client")
