@@ -1,0 +1,223 @@
+"""Where a generated gateway's CPU goes, without an HTTP server: `python -m bench.inprocess`.
+
+Generates bench/protos/bench/v1/bench.proto into a temp dir, starts a grpc.aio EchoService backend in a
+subprocess (loopback), then measures in this process, by `time.process_time()` (all threads, so grpc's
+poller is included):
+- the floor: bare grpc.aio unary calls and stream reads, 32 concurrent callers;
+- the generated app called directly as ASGI (fake receive/send, no server): unary POST/GET, one stream;
+- per-request pieces (timeit): body parse, reply encode, request metadata, routing.
+The gap between the app and the floor is the gateway's own Python work; an ASGI server adds its own
+cost on top (measured separately in bench/serving-configs.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = b'{"id":"abc","message":"hello","num":"42","tags":["a","b"],"labels":{"k":"v"}}'
+CALLERS, CALLS, STREAM = 32, 200, 20000
+
+BACKEND = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+import grpc
+from bench.v1 import bench_pb2, bench_pb2_grpc
+
+class Echo(bench_pb2_grpc.EchoServiceServicer):
+    async def Echo(self, request, context):
+        return bench_pb2.EchoResponse(id=request.id, message=request.message, num=request.num,
+                                      tags=request.tags, labels=request.labels)
+
+    async def Stream(self, request, context):
+        for i in range(request.count):
+            yield bench_pb2.EchoResponse(id="s", seq=i + 1)
+
+async def main():
+    server = grpc.aio.server()
+    bench_pb2_grpc.add_EchoServiceServicer_to_server(Echo(), server)
+    server.add_insecure_port("127.0.0.1:" + sys.argv[2])
+    await server.start()
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+
+def scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+    }
+
+
+async def per_call(callers: int, calls: int, one: Any) -> float:
+    """CPU microseconds per `one()` with `callers` concurrent loops of `calls` each (after a warm-up)."""
+
+    async def loop(n: int) -> None:
+        for _ in range(n):
+            await one()
+
+    await asyncio.gather(*(loop(10) for _ in range(callers)))
+    start = time.process_time()
+    await asyncio.gather(*(loop(calls) for _ in range(callers)))
+    return (time.process_time() - start) * 1e6 / (callers * calls)
+
+
+async def measure(port: int) -> list[tuple[str, float]]:
+    import grpc.aio
+    from bench.v1 import bench_pb2
+
+    gw = importlib.import_module("bench.v1.bench_pb2_gateway_echo_service")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    echo = channel.unary_unary(
+        "/bench.v1.EchoService/Echo",
+        request_serializer=bench_pb2.EchoRequest.SerializeToString,
+        response_deserializer=bench_pb2.EchoResponse.FromString,
+    )
+    stream = channel.unary_stream(
+        "/bench.v1.EchoService/Stream",
+        request_serializer=bench_pb2.StreamRequest.SerializeToString,
+        response_deserializer=bench_pb2.EchoResponse.FromString,
+    )
+    request = bench_pb2.EchoRequest(id="abc", message="hello", num=42, tags=["a", "b"], labels={"k": "v"})
+    app = gw.create_app(channel)
+    rows: list[tuple[str, float]] = []
+
+    async def bare() -> None:
+        await echo(request)
+
+    rows.append(("floor: bare grpc.aio unary call", await per_call(CALLERS, CALLS, bare)))
+    post = scope(
+        "POST",
+        "/v1/echo",
+        [
+            (b"host", b"gw"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(BODY)).encode()),
+        ],
+    )
+    get = scope("GET", "/v1/echo/abc", [(b"host", b"gw")])
+    for name, sc, body in (
+        ("app: unary POST /v1/echo", post, BODY),
+        ("app: unary GET /v1/echo/{id}", get, b""),
+    ):
+        event = {"type": "http.request", "body": body, "more_body": False}
+        statuses: list[int] = []
+
+        async def receive(event: dict[str, Any] = event) -> dict[str, Any]:
+            return event
+
+        async def send(message: dict[str, Any], statuses: list[int] = statuses) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        async def one(sc: dict[str, Any] = sc) -> None:
+            await app(dict(sc), receive, send)
+
+        rows.append((name, await per_call(CALLERS, CALLS, one)))
+        assert set(statuses) == {200}, statuses
+
+    start = time.process_time()
+    call = stream(bench_pb2.StreamRequest(count=STREAM))
+    count = sum([1 async for _ in call])
+    rows.append(
+        ("floor: bare grpc.aio stream read, per message", (time.process_time() - start) * 1e6 / count)
+    )
+
+    lines = 0
+    done = asyncio.Event()
+    events = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def stream_receive() -> dict[str, Any]:
+        if events:
+            return events.pop()
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def stream_send(message: dict[str, Any]) -> None:
+        nonlocal lines
+        if message["type"] == "http.response.body":
+            lines += message["body"].count(b"\n")
+
+    start = time.process_time()
+    await app(scope("GET", f"/v1/stream/{STREAM}", [(b"host", b"gw")]), stream_receive, stream_send)
+    rows.append(("app: NDJSON stream, per message", (time.process_time() - start) * 1e6 / STREAM))
+    done.set()
+    assert lines == STREAM, lines
+
+    rt = importlib.import_module("pygateway_runtime")
+    req = rt.Request(post, None, None, app)
+    reply = bench_pb2.EchoResponse(id="abc", message="hello", num=42, tags=["a", "b"], labels={"k": "v"})
+    pieces = {
+        "piece: body parse (POST request builder)": lambda: gw._echo_0_request(req, BODY),
+        "piece: reply encode": lambda: gw._JSON.encode(reply),
+        "piece: request metadata": lambda: rt.request_metadata(req, gw._POLICY),
+        "piece: routing": lambda: app.resolve("GET", "/v1/echo/abc"),
+    }
+    for name, piece in pieces.items():
+        rows.append((name, min(timeit.repeat(piece, number=20000, repeat=3)) / 20000 * 1e6))
+    await channel.close()
+    return rows
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "protoc_gen_pygateway.protoc",
+                f"-I{ROOT / 'bench' / 'protos'}",
+                f"--python_out={out}",
+                f"--grpc_python_out={out}",
+                f"--pygateway_out={out}",
+                str(ROOT / "bench" / "protos" / "bench" / "v1" / "bench.proto"),
+            ],
+            check=True,
+            cwd=ROOT,
+        )
+        sys.path.insert(0, str(out))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        backend = subprocess.Popen([sys.executable, "-c", BACKEND, str(out), str(port)])
+        try:
+            for _ in range(100):
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            rows = asyncio.run(asyncio.wait_for(measure(port), 300))
+        finally:
+            backend.terminate()
+            backend.wait(10)
+    print("| what (Python grpc.aio backend, in-process, no HTTP server) | CPU us |")
+    print("|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
