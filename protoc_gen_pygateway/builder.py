@@ -7,12 +7,15 @@ plugin entry turns it into CodeGeneratorResponse.error.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+from collections.abc import Callable
 
 from google.api import annotations_pb2, http_pb2
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
 
 from . import __version__
+from .codecs import CodecBuilder, build_pool
 from .descriptors import SCALAR_KINDS, FieldInfo, Registry, module_alias, python_module
 from .header_policy import build_policy
 from .httprule import CompiledTemplate, TemplateError, compile_template, parse
@@ -43,12 +46,17 @@ def output_file_name(proto_file: str, service: str) -> str:
 
 class _ServiceBuilder:
     def __init__(
-        self, registry: Registry, file: descriptor_pb2.FileDescriptorProto, options: Options
+        self,
+        registry: Registry,
+        file: descriptor_pb2.FileDescriptorProto,
+        options: Options,
+        pool: Callable[[], descriptor_pool.DescriptorPool] | None = None,
     ) -> None:
         self.registry = registry
         self.file = file
         self.options = options
         self.imports: dict[str, Import] = {}
+        self.pool = pool or (lambda: build_pool(registry))
 
     def type_ref(self, full_name: str, *, enum: bool = False) -> TypeRef:
         info = self.registry.enum(full_name) if enum else self.registry.message(full_name)
@@ -87,6 +95,14 @@ class _ServiceBuilder:
             methods.append(built)
         if not methods:
             return None
+        codec_builder = CodecBuilder(
+            self.pool(),
+            self.registry,
+            self.options,
+            self.type_ref,
+            lambda name: self.type_ref(name, enum=True),
+        )
+        codecs = codec_builder.build(methods)
         built_service = Service(
             name=service.name,
             full_name=full_name,
@@ -98,6 +114,7 @@ class _ServiceBuilder:
             options=self.options,
             version=__version__,
             parameters=self.options.canonical(),
+            codecs=codecs,
         )
         served = built_service.served_methods
         if not served:  # a module without a single route helps nobody (and its class would be empty)
@@ -105,6 +122,7 @@ class _ServiceBuilder:
         # Only what the served handlers use: a type seen only by an unserved method would be an unused import.
         used = {ref.module for m in served for ref in (m.input, m.output)}
         used.update(p.enum.module for m in served for b in m.bindings for p in b.path_params if p.enum)
+        used.update(codec_builder.modules)
         return dataclasses.replace(
             built_service, imports=tuple(i for i in built_service.imports if i.module in used)
         )
@@ -305,11 +323,12 @@ class _ServiceBuilder:
 
 def build_services(registry: Registry, files_to_generate: list[str], options: Options) -> list[Service]:
     services: list[Service] = []
+    pool = functools.cache(lambda: build_pool(registry))  # built once, and only when a service needs it
     for name in files_to_generate:
         file = registry.files[name]
         outputs: dict[str, str] = {}
         for service in file.service:
-            built = _ServiceBuilder(registry, file, options).build(service)
+            built = _ServiceBuilder(registry, file, options, pool).build(service)
             if built is None:
                 continue
             if built.output_file in outputs:

@@ -136,6 +136,55 @@ def _natural(text: str) -> tuple[str | int, ...]:
 
 
 @dataclass(frozen=True)
+class EnumTable:
+    """A module-level table built at import from an enum's descriptor: `_rt.<factory>(<enum>.DESCRIPTOR)`."""
+
+    name: str
+    enum: TypeRef
+    factory: str  # "enum_names" (number -> JSON name, for encoders) or "fast_enum" (JSON -> number)
+
+
+@dataclass(frozen=True)
+class CodecFunction:
+    """One generated function of the JSON section: `def <signature>:` with a docstring and body lines
+    (relative indentation included, one level below the `def`)."""
+
+    name: str
+    signature: str
+    doc: str
+    body: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReplyCodec:
+    """What a binding's handler passes the runtime to turn replies into JSON: an expression for JSON data
+    (streams, WebSocket) and one for JSON bytes (unary replies)."""
+
+    method: str
+    index: int
+    data: str
+    bytes: str
+
+
+@dataclass(frozen=True)
+class JsonCodecs:
+    """The generated JSON section of a service module (see codecs.py): encoders of every message a reply
+    contains, fast-path decoders of every message a request body can hold, and their reply functions."""
+
+    enum_tables: tuple[EnumTable, ...] = ()
+    functions: tuple[CodecFunction, ...] = ()
+    replies: tuple[ReplyCodec, ...] = ()
+    #: proto full name of a request message -> its decoder function (messages that have one).
+    decoders: tuple[tuple[str, str], ...] = ()
+
+    def reply(self, method: str, index: int) -> ReplyCodec | None:
+        return next((r for r in self.replies if r.method == method and r.index == index), None)
+
+    def decoder(self, full_name: str) -> str | None:
+        return next((name for full, name in self.decoders if full == full_name), None)
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     full_name: str
@@ -147,6 +196,8 @@ class Service:
     options: Options
     version: str
     parameters: str
+    #: Generated JSON encoders/decoders; empty when nothing is specialised (e.g. only well-known types).
+    codecs: JsonCodecs = JsonCodecs()
 
     @property
     def library_imports(self) -> tuple[Import, ...]:

@@ -9,8 +9,9 @@ import jinja2
 
 from . import __version__
 from .httprule import CompiledTemplate
-from .model import Binding, FieldRef, PathParam, Service
+from .model import Binding, FieldRef, Method, PathParam, Service
 from .options import Options
+from .pyliteral import pyrepr
 
 RUNTIME_FILE = "pygateway_runtime.py"
 SERVE_FILE = "pygateway_serve.py"
@@ -22,11 +23,7 @@ def _loader() -> jinja2.BaseLoader:
     )
 
 
-def _pyrepr(value: object) -> str:
-    """A Python literal: str repr uses double quotes (ruff's preferred style) when it can."""
-    if isinstance(value, str) and '"' not in value and "\\" not in value:
-        return f'"{value}"'
-    return repr(value)
+_pyrepr = pyrepr
 
 
 def _pytuple(items: tuple[object, ...]) -> str:
@@ -80,6 +77,14 @@ def _encoder(binding: Binding, level: str, options: Options) -> str:
     return f"lambda reply: {part}(reply, {_pyrepr(_json_key(field, options))})"
 
 
+def _reply(binding: Binding, method: Method, service: Service, level: str) -> str:
+    """The generated reply codec of a binding (see codecs.py): JSON bytes or data, as `_encoder`."""
+    codec = service.codecs.reply(method.name, binding.index)
+    if codec is None:  # a model built without codecs
+        return _encoder(binding, level, service.options)
+    return codec.bytes if level == "bytes" else codec.data
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=_loader(),
@@ -96,6 +101,7 @@ def environment() -> jinja2.Environment:
         path_assignment=_path_assignment,
         json_key=_json_key,
         encoder=_encoder,
+        reply=_reply,
     )
     return env
 

@@ -25,12 +25,22 @@ CASES: dict[str, str] = {
         "strip_header=x-internal-token,forward_permanent_headers=false,max_body_bytes=65536,max_json_depth=32,websocket=false"
     ),
 }
+#: case name -> (proto files, plugin parameter) of the cases generated from other protos than PROTOS
+OTHER_CASES: dict[str, tuple[list[str], str]] = {
+    # every field shape of the generated JSON codecs (tests/test_json_codecs.py)
+    "alltypes": (["alltypes/v1/alltypes.proto", "alltypes/v1/legacy.proto"], ""),
+}
 
 
-def generate_case(parameter: str) -> dict[str, str]:
+def all_cases() -> dict[str, tuple[list[str], str]]:
+    """Every golden case: name -> (proto files, plugin parameter)."""
+    return {**{case: (PROTOS, parameter) for case, parameter in CASES.items()}, **OTHER_CASES}
+
+
+def generate_case(parameter: str, protos: list[str] | None = None) -> dict[str, str]:
     from protoc_gen_pygateway.plugin import generate
 
-    response = generate(code_generator_request(PROTOS, parameter))
+    response = generate(code_generator_request(protos or PROTOS, parameter))
     if response.error:
         raise SystemExit(f"generation failed: {response.error}")
     return {f.name: f.content for f in response.file}
@@ -41,10 +51,10 @@ def read_tree(root: Path) -> dict[str, str]:
 
 
 def update() -> None:
-    for case, parameter in CASES.items():
+    for case, (protos, parameter) in all_cases().items():
         target = GOLDEN / case
         shutil.rmtree(target, ignore_errors=True)
-        for name, content in generate_case(parameter).items():
+        for name, content in generate_case(parameter, protos).items():
             path = target / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content, "utf-8", newline="\n")

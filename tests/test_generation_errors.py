@@ -265,7 +265,7 @@ def test_delete_body_allowed_by_option(base_request: plugin_pb2.CodeGeneratorReq
     assert not response.error
     (module,) = [f.content for f in response.file if "_gateway_" in f.name]
     assert '"DELETE",' in module
-    assert "_JSON.parse(payload, body)" in module
+    assert "_JSON.parse(payload, body, _decode_" in module
 
 
 def test_output_file_collision(base_request: plugin_pb2.CodeGeneratorRequest) -> None:

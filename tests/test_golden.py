@@ -10,7 +10,7 @@ import difflib
 
 import pytest
 
-from tests.golden import CASES, GOLDEN, generate_case
+from tests.golden import GOLDEN, all_cases, generate_case
 
 HINT = "generated code differs from testdata/golden; if the change is intended, run `make golden` and commit"
 
@@ -20,10 +20,11 @@ def _golden_files(case: str) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(all_cases()))
 def test_golden(case: str) -> None:
     expected = _golden_files(case)
-    actual = {name: content.encode("utf-8") for name, content in generate_case(CASES[case]).items()}
+    protos, parameter = all_cases()[case]
+    actual = {name: content.encode("utf-8") for name, content in generate_case(parameter, protos).items()}
     assert expected, f"testdata/golden/{case} is missing: run `make golden`"
     missing, extra = sorted(set(actual) - set(expected)), sorted(set(expected) - set(actual))
     assert not missing and not extra, f"{HINT}\nnot in golden: {missing}\nonly in golden: {extra}"
@@ -42,4 +43,5 @@ def test_golden(case: str) -> None:
 
 def test_no_stale_golden_cases() -> None:
     on_disk = {p.name for p in GOLDEN.iterdir() if p.is_dir()}
-    assert on_disk == set(CASES), f"{HINT} (testdata/golden has {sorted(on_disk)}, cases are {sorted(CASES)})"
+    cases = set(all_cases())
+    assert on_disk == cases, f"{HINT} (testdata/golden has {sorted(on_disk)}, cases are {sorted(cases)})"

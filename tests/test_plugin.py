@@ -278,7 +278,7 @@ def test_generate_unbound_methods(services_request: plugin_pb2.CodeGeneratorRequ
     plain = files["app/v1/app_pb2_gateway_plain_service.py"]
     assert "    POST /app.v1.PlainService/Ping -> Ping\n" in plain
     assert '"POST",\n                ((0, "app.v1.PlainService"), (0, "Ping")),\n' in plain
-    assert "_JSON.parse(payload, body)" in plain  # body "*"
+    assert "_JSON.parse(payload, body, _decode_" in plain  # body "*", with the generated fast path
     app = files["app/v1/app_pb2_gateway_app_service.py"]
     assert "    POST /app.v1.AppService/Unbound -> Unbound\n" in app
     assert "    GET /v1/apps/{id} -> Get\n" in app
@@ -624,7 +624,11 @@ def _generate_one(request: plugin_pb2.CodeGeneratorRequest, file: str) -> str:
     [
         (
             "p2/v1/legacy.proto",
-            ["_rt.parse_int64(", '"/v1/notes"', '_JSON.parse_field(payload, "extra", body, required=True)'],
+            [
+                "_rt.parse_int64(",
+                '"/v1/notes"',
+                '_JSON.parse_field(payload, "extra", body, required=True, fast=_decode_req)',
+            ],
         ),
         ("ed/v1/modern.proto", ["payload.sub.leaf = ", "ed_dot_v1_dot_modern__pb2.Req.Kind.DESCRIPTOR"]),
         ("opt/v1/optional.proto", ["payload.name = ", "payload.count = _rt.parse_int32(", "payload.a = "]),
@@ -635,7 +639,7 @@ def _generate_one(request: plugin_pb2.CodeGeneratorRequest, file: str) -> str:
                 'setattr(getattr(payload, "in"), "from", ',
                 'setattr(getattr(payload, "in"), "lambda", _rt.parse_int64(',
                 'setattr(payload, "None", ',
-                '_JSON.parse_field(payload, "class", body, required=True)',
+                '_JSON.parse_field(payload, "class", body, required=True, fast=_decode_req)',
             ],
         ),
         ("nopackage.proto", ['SERVICE = "Bare"', "import nopackage_pb2 as nopackage__pb2", '"/Bare/Get"']),

@@ -16,6 +16,8 @@ services with `pygateway_runtime.combine(...)`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import grpc.aio
 
@@ -100,6 +102,151 @@ _BOUND_WATCH_TITLES_0: frozenset[str] = frozenset({"shelf"})
 _BOUND_CHAT_0: frozenset[str] = frozenset({"message"})
 
 
+# ---------------------------------------------------------------------------------------------- JSON
+# Generated JSON codecs (no reflection per request). `_encode_*` return what json_format.MessageToDict
+# returns under this module's options (keys in declaration order); well-known types go through
+# json_format. `_decode_*` are the request bodies' fast path: they fill the message from plainly valid
+# JSON only and return False on anything else, and JsonStyle then runs json_format on the whole body.
+
+
+def _encode_event(m: shop_dot_v1_dot_feed__pb2.Event) -> dict[str, Any]:
+    """shop.v1.Event as JSON data: what json_format.MessageToDict returns."""
+    d: dict[str, Any] = {
+        "seq": str(m.seq),
+        "shelf": m.shelf,
+        "title": m.title,
+    }
+    if m.HasField("time"):
+        d["time"] = _JSON.data(m.time)
+    d["padding"] = m.padding
+    return d
+
+
+def _encode_upload_summary(m: shop_dot_v1_dot_feed__pb2.UploadSummary) -> dict[str, Any]:
+    """shop.v1.UploadSummary as JSON data: what json_format.MessageToDict returns."""
+    return {
+        "chunks": m.chunks,
+        "bytes": str(m.bytes),
+        "names": list(m.names),
+    }
+
+
+def _encode_chat_message(m: shop_dot_v1_dot_feed__pb2.ChatMessage) -> dict[str, Any]:
+    """shop.v1.ChatMessage as JSON data: what json_format.MessageToDict returns."""
+    return {
+        "user": m.user,
+        "text": m.text,
+        "seq": str(m.seq),
+    }
+
+
+def _decode_watch_request(data: dict[str, Any], m: shop_dot_v1_dot_feed__pb2.WatchRequest) -> bool:
+    """Fast path of JSON into shop.v1.WatchRequest: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "shelf":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.shelf = x
+        elif key == "count":
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.count = x
+        elif key == "intervalMs" or key == "interval_ms":
+            if "intervalMs" in data and "interval_ms" in data:
+                return False
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.interval_ms = x
+        elif key == "failCode" or key == "fail_code":
+            if "failCode" in data and "fail_code" in data:
+                return False
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.fail_code = x
+        elif key == "failAfter" or key == "fail_after":
+            if "failAfter" in data and "fail_after" in data:
+                return False
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.fail_after = x
+        elif key == "padding":
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.padding = x
+        else:
+            return False
+    return True
+
+
+def _decode_upload_chunk(data: dict[str, Any], m: shop_dot_v1_dot_feed__pb2.UploadChunk) -> bool:
+    """Fast path of JSON into shop.v1.UploadChunk: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "name":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.name = x
+        elif key == "data":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.data = x
+        else:
+            return False
+    return True
+
+
+def _decode_chat_request(data: dict[str, Any], m: shop_dot_v1_dot_feed__pb2.ChatRequest) -> bool:
+    """Fast path of JSON into shop.v1.ChatRequest: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "message":
+            if type(v) is not dict:
+                return False
+            m.message.SetInParent()
+            if not _decode_chat_message(v, m.message):
+                return False
+        elif key == "room":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.room = x
+        else:
+            return False
+    return True
+
+
+def _decode_chat_message(data: dict[str, Any], m: shop_dot_v1_dot_feed__pb2.ChatMessage) -> bool:
+    """Fast path of JSON into shop.v1.ChatMessage: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "user":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.user = x
+        elif key == "text":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.text = x
+        elif key == "seq":
+            if (x := _rt.fast_int64(v)) is None:
+                return False
+            m.seq = x
+        else:
+            return False
+    return True
+
+
+def _watch_titles_0_result(reply: shop_dot_v1_dot_feed__pb2.Event) -> Any:
+    """JSON data of WatchTitles's shop.v1.Event.title."""
+    return reply.title
+
+
+def _dump_upload_summary(reply: shop_dot_v1_dot_feed__pb2.UploadSummary) -> bytes:
+    """JSON of shop.v1.UploadSummary."""
+    return _rt.dump_json(_encode_upload_summary(reply))
+
+
+def _dump_chat_message(reply: shop_dot_v1_dot_feed__pb2.ChatMessage) -> bytes:
+    """JSON of shop.v1.ChatMessage."""
+    return _rt.dump_json(_encode_chat_message(reply))
+
+
 def _watch_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_feed__pb2.WatchRequest:
     """Watch request message for GET /v1/{shelf=shelves/*}/events:watch."""
     payload = shop_dot_v1_dot_feed__pb2.WatchRequest()
@@ -111,7 +258,7 @@ def _watch_0_request(request: _rt.Request, body: bytes, first: bool = True) -> s
 def _watch_1_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_feed__pb2.WatchRequest:
     """Watch request message for POST /v1/{shelf=shelves/*}/events:watch."""
     payload = shop_dot_v1_dot_feed__pb2.WatchRequest()
-    _JSON.parse(payload, body)
+    _JSON.parse(payload, body, _decode_watch_request)
     payload.shelf = _rt.path_value(request.captures[0], True)
     _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
     return payload
@@ -128,7 +275,7 @@ def _watch_titles_0_request(request: _rt.Request, body: bytes, first: bool = Tru
 def _upload_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_feed__pb2.UploadChunk:
     """Upload request message (one per body line or WebSocket message) for POST /v1/uploads."""
     payload = shop_dot_v1_dot_feed__pb2.UploadChunk()
-    _JSON.parse(payload, body)
+    _JSON.parse(payload, body, _decode_upload_chunk)
     if first:  # query parameters apply to the first message of a client stream
         _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
     return payload
@@ -137,7 +284,7 @@ def _upload_0_request(request: _rt.Request, body: bytes, first: bool = True) -> 
 def _chat_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_feed__pb2.ChatRequest:
     """Chat request message (one per body line or WebSocket message) for POST /v1/chat."""
     payload = shop_dot_v1_dot_feed__pb2.ChatRequest()
-    _JSON.parse_field(payload, "message", body)
+    _JSON.parse_field(payload, "message", body, fast=_decode_chat_request)
     if first:  # query parameters apply to the first message of a client stream
         _rt.apply_query(payload, request.scope["query_string"], _BOUND_CHAT_0, False, _REJECT_UNKNOWN_QUERY)
     return payload
@@ -171,7 +318,7 @@ class FeedServiceGateway:
     async def watch_0(self, request: _rt.Request) -> None:
         """GET /v1/{shelf=shelves/*}/events:watch (unary to stream; NDJSON or SSE)"""
         payload = _watch_0_request(request, await request.read_body())
-        await _rt.server_stream_call(request, self._watch, payload, _POLICY, _JSON.data)
+        await _rt.server_stream_call(request, self._watch, payload, _POLICY, _encode_event)
 
     async def watch_0_websocket(self, request: _rt.Request) -> None:
         """WebSocket on /v1/{shelf=shelves/*}/events:watch (unary to stream)."""
@@ -182,14 +329,14 @@ class FeedServiceGateway:
             lambda data, first: _watch_0_request(request, data, first),
             False,
             _POLICY,
-            _JSON.data,
+            _encode_event,
         )
 
     async def watch_1(self, request: _rt.Request) -> None:
         """POST /v1/{shelf=shelves/*}/events:watch (unary to stream; NDJSON or SSE)"""
         _rt.check_body_type(request)
         payload = _watch_1_request(request, await request.read_body())
-        await _rt.server_stream_call(request, self._watch, payload, _POLICY, _JSON.data)
+        await _rt.server_stream_call(request, self._watch, payload, _POLICY, _encode_event)
 
     async def watch_1_websocket(self, request: _rt.Request) -> None:
         """WebSocket on /v1/{shelf=shelves/*}/events:watch (unary to stream)."""
@@ -200,13 +347,13 @@ class FeedServiceGateway:
             lambda data, first: _watch_1_request(request, data, first),
             True,
             _POLICY,
-            _JSON.data,
+            _encode_event,
         )
 
     async def watch_titles_0(self, request: _rt.Request) -> None:
         """GET /v1/{shelf=shelves/*}/titles:watch (unary to stream; NDJSON or SSE)"""
         payload = _watch_titles_0_request(request, await request.read_body())
-        await _rt.server_stream_call(request, self._watch_titles, payload, _POLICY, lambda reply: _JSON.field_data(reply, "title"))
+        await _rt.server_stream_call(request, self._watch_titles, payload, _POLICY, _watch_titles_0_result)
 
     async def watch_titles_0_websocket(self, request: _rt.Request) -> None:
         """WebSocket on /v1/{shelf=shelves/*}/titles:watch (unary to stream)."""
@@ -217,7 +364,7 @@ class FeedServiceGateway:
             lambda data, first: _watch_titles_0_request(request, data, first),
             False,
             _POLICY,
-            lambda reply: _JSON.field_data(reply, "title"),
+            _watch_titles_0_result,
         )
 
     async def upload_0(self, request: _rt.Request) -> None:
@@ -228,9 +375,9 @@ class FeedServiceGateway:
             self._upload,
             lambda line, first: _upload_0_request(request, line, first),
             _POLICY,
-            _JSON.data,
+            _encode_upload_summary,
             False,
-            _JSON.encode,
+            _dump_upload_summary,
         )
 
     async def upload_0_websocket(self, request: _rt.Request) -> None:
@@ -242,7 +389,7 @@ class FeedServiceGateway:
             lambda data, first: _upload_0_request(request, data, first),
             True,
             _POLICY,
-            _JSON.data,
+            _encode_upload_summary,
         )
 
     async def chat_0(self, request: _rt.Request) -> None:
@@ -253,9 +400,9 @@ class FeedServiceGateway:
             self._chat,
             lambda line, first: _chat_0_request(request, line, first),
             _POLICY,
-            _JSON.data,
+            _encode_chat_message,
             True,
-            _JSON.encode,
+            _dump_chat_message,
         )
 
     async def chat_0_websocket(self, request: _rt.Request) -> None:
@@ -267,7 +414,7 @@ class FeedServiceGateway:
             lambda data, first: _chat_0_request(request, data, first),
             True,
             _POLICY,
-            _JSON.data,
+            _encode_chat_message,
         )
 
     def routes(self) -> list[_rt.Route]:

@@ -13,6 +13,8 @@ services with `pygateway_runtime.combine(...)`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import grpc.aio
 
@@ -95,6 +97,42 @@ WEBSOCKET_ROUTES = False
 _BOUND_GET_SHELF_0: frozenset[str] = frozenset({"name"})
 
 
+# ---------------------------------------------------------------------------------------------- JSON
+# Generated JSON codecs (no reflection per request). `_encode_*` return what json_format.MessageToDict
+# returns under this module's options (keys in declaration order); well-known types go through
+# json_format. `_decode_*` are the request bodies' fast path: they fill the message from plainly valid
+# JSON only and return False on anything else, and JsonStyle then runs json_format on the whole body.
+
+
+def _encode_shelf(m: shop_dot_v1_dot_shop__pb2.Shelf) -> dict[str, Any]:
+    """shop.v1.Shelf as JSON data: what json_format.MessageToDict returns."""
+    return {
+        "name": m.name,
+        "theme": m.theme,
+    }
+
+
+def _decode_shelf(data: dict[str, Any], m: shop_dot_v1_dot_shop__pb2.Shelf) -> bool:
+    """Fast path of JSON into shop.v1.Shelf: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "name":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.name = x
+        elif key == "theme":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.theme = x
+        else:
+            return False
+    return True
+
+
+def _dump_shelf(reply: shop_dot_v1_dot_shop__pb2.Shelf) -> bytes:
+    """JSON of shop.v1.Shelf."""
+    return _rt.dump_json(_encode_shelf(reply))
+
+
 def _get_shelf_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.Shelf:
     """GetShelf request message for GET /v1/{name=shelves/*}."""
     payload = shop_dot_v1_dot_shop__pb2.Shelf()
@@ -106,7 +144,7 @@ def _get_shelf_0_request(request: _rt.Request, body: bytes, first: bool = True) 
 def _create_shelf_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.Shelf:
     """CreateShelf request message for POST /v1/shelves."""
     payload = shop_dot_v1_dot_shop__pb2.Shelf()
-    _JSON.parse(payload, body)
+    _JSON.parse(payload, body, _decode_shelf)
     _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
     return payload
 
@@ -129,13 +167,13 @@ class ShelfAdminServiceGateway:
     async def get_shelf_0(self, request: _rt.Request) -> None:
         """GET /v1/{name=shelves/*}"""
         payload = _get_shelf_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._get_shelf, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._get_shelf, payload, _POLICY, _dump_shelf)
 
     async def create_shelf_0(self, request: _rt.Request) -> None:
         """POST /v1/shelves"""
         _rt.check_body_type(request)
         payload = _create_shelf_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._create_shelf, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._create_shelf, payload, _POLICY, _dump_shelf)
 
     def routes(self) -> list[_rt.Route]:
         """One route per binding, in declaration order (the app sorts them by specificity)."""

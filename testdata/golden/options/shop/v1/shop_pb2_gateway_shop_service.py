@@ -29,6 +29,8 @@ services with `pygateway_runtime.combine(...)`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import grpc.aio
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
@@ -102,6 +104,436 @@ _BOUND_ECHO_SCALARS_2: frozenset[str] = frozenset()
 _BOUND_ECHO_METADATA_1: frozenset[str] = frozenset()
 
 
+# ---------------------------------------------------------------------------------------------- JSON
+# Generated JSON codecs (no reflection per request). `_encode_*` return what json_format.MessageToDict
+# returns under this module's options (keys in declaration order); well-known types go through
+# json_format. `_decode_*` are the request bodies' fast path: they fill the message from plainly valid
+# JSON only and return False on anything else, and JsonStyle then runs json_format on the whole body.
+_GENRE_VALUES = _rt.fast_enum(shop_dot_v1_dot_shop__pb2.Genre.DESCRIPTOR)
+
+
+def _encode_book(m: shop_dot_v1_dot_shop__pb2.Book) -> dict[str, Any]:
+    """shop.v1.Book as JSON data: what json_format.MessageToDict returns."""
+    v: Any
+    d: dict[str, Any] = {}
+    if v := m.name:
+        d["name"] = v
+    if v := m.title:
+        d["title"] = v
+    if m.HasField("author"):
+        d["author"] = _encode_author(m.author)
+    if v := m.genre:
+        d["genre"] = v
+    if v := m.tags:
+        d["tags"] = list(v)
+    if v := m.labels:
+        d["labels"] = dict(v)
+    if m.HasField("publish_time"):
+        d["publish_time"] = _JSON.data(m.publish_time)
+    if m.HasField("read_time"):
+        d["read_time"] = _JSON.data(m.read_time)
+    if m.HasField("edition"):
+        d["edition"] = _JSON.data(m.edition)
+    if v := m.isbn:
+        d["isbn"] = str(v)
+    if (v := m.price) or _rt.negative_zero(v):
+        d["price"] = _rt.json_double(v)
+    if v := m.in_stock:
+        d["in_stock"] = v
+    if v := m.cover_thumbnail:
+        d["cover_thumbnail"] = _rt.json_bytes(v)
+    if m.HasField("attributes"):
+        d["attributes"] = _JSON.data(m.attributes)
+    if m.HasField("subtitle"):
+        d["subtitle"] = m.subtitle
+    which_format = m.WhichOneof("format")
+    if which_format == "pages":
+        d["pages"] = m.pages
+    elif which_format == "audio_length":
+        d["audio_length"] = _JSON.data(m.audio_length)
+    return d
+
+
+def _encode_list_books_response(m: shop_dot_v1_dot_shop__pb2.ListBooksResponse) -> dict[str, Any]:
+    """shop.v1.ListBooksResponse as JSON data: what json_format.MessageToDict returns."""
+    v: Any
+    d: dict[str, Any] = {}
+    if v := m.books:
+        d["books"] = [_encode_book(x) for x in v]
+    if v := m.next_page_token:
+        d["next_page_token"] = v
+    return d
+
+
+def _encode_file(m: shop_dot_v1_dot_shop__pb2.File) -> dict[str, Any]:
+    """shop.v1.File as JSON data: what json_format.MessageToDict returns."""
+    v: Any
+    d: dict[str, Any] = {}
+    if v := m.path:
+        d["path"] = v
+    if v := m.content:
+        d["content"] = _rt.json_bytes(v)
+    if v := m.content_type:
+        d["content_type"] = v
+    return d
+
+
+def _encode_scalars_request(m: shop_dot_v1_dot_shop__pb2.ScalarsRequest) -> dict[str, Any]:
+    """shop.v1.ScalarsRequest as JSON data: what json_format.MessageToDict returns."""
+    v: Any
+    d: dict[str, Any] = {}
+    if (v := m.f_double) or _rt.negative_zero(v):
+        d["f_double"] = _rt.json_double(v)
+    if (v := m.f_float) or _rt.negative_zero(v):
+        d["f_float"] = _rt.json_float(v)
+    if v := m.f_int64:
+        d["f_int64"] = str(v)
+    if v := m.f_uint64:
+        d["f_uint64"] = str(v)
+    if v := m.f_int32:
+        d["f_int32"] = v
+    if v := m.f_fixed64:
+        d["f_fixed64"] = str(v)
+    if v := m.f_fixed32:
+        d["f_fixed32"] = v
+    if v := m.f_bool:
+        d["f_bool"] = v
+    if v := m.f_string:
+        d["f_string"] = v
+    if v := m.f_bytes:
+        d["f_bytes"] = _rt.json_bytes(v)
+    if v := m.f_uint32:
+        d["f_uint32"] = v
+    if v := m.f_enum:
+        d["f_enum"] = v
+    if v := m.f_sfixed32:
+        d["f_sfixed32"] = v
+    if v := m.f_sfixed64:
+        d["f_sfixed64"] = str(v)
+    if v := m.f_sint32:
+        d["f_sint32"] = v
+    if v := m.f_sint64:
+        d["f_sint64"] = str(v)
+    return d
+
+
+def _encode_echo_metadata_response(m: shop_dot_v1_dot_shop__pb2.EchoMetadataResponse) -> dict[str, Any]:
+    """shop.v1.EchoMetadataResponse as JSON data: what json_format.MessageToDict returns."""
+    v: Any
+    d: dict[str, Any] = {}
+    if v := m.metadata:
+        d["metadata"] = {k: _encode_metadata_values(x) for k, x in v.items()}
+    if v := m.note:
+        d["note"] = v
+    if m.HasField("deadline_seconds"):
+        d["deadline_seconds"] = _JSON.data(m.deadline_seconds)
+    return d
+
+
+def _encode_author(m: shop_dot_v1_dot_shop__pb2.Author) -> dict[str, Any]:
+    """shop.v1.Author as JSON data: what json_format.MessageToDict returns."""
+    v: Any
+    d: dict[str, Any] = {}
+    if v := m.name:
+        d["name"] = v
+    if v := m.born_year:
+        d["born_year"] = v
+    return d
+
+
+def _encode_metadata_values(m: shop_dot_v1_dot_shop__pb2.MetadataValues) -> dict[str, Any]:
+    """shop.v1.MetadataValues as JSON data: what json_format.MessageToDict returns."""
+    v: Any
+    d: dict[str, Any] = {}
+    if v := m.values:
+        d["values"] = list(v)
+    return d
+
+
+def _decode_create_book_request(data: dict[str, Any], m: shop_dot_v1_dot_shop__pb2.CreateBookRequest) -> bool:
+    """Fast path of JSON into shop.v1.CreateBookRequest: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "parent":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.parent = x
+        elif key == "book":
+            if type(v) is not dict:
+                return False
+            m.book.SetInParent()
+            if not _decode_book(v, m.book):
+                return False
+        elif key == "requestId" or key == "request_id":
+            if "requestId" in data and "request_id" in data:
+                return False
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.request_id = x
+        else:
+            return False
+    return True
+
+
+def _decode_update_book_request(data: dict[str, Any], m: shop_dot_v1_dot_shop__pb2.UpdateBookRequest) -> bool:
+    """Fast path of JSON into shop.v1.UpdateBookRequest: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "book":
+            if type(v) is not dict:
+                return False
+            m.book.SetInParent()
+            if not _decode_book(v, m.book):
+                return False
+        else:
+            return False
+    return True
+
+
+def _decode_publish_book_request(data: dict[str, Any], m: shop_dot_v1_dot_shop__pb2.PublishBookRequest) -> bool:
+    """Fast path of JSON into shop.v1.PublishBookRequest: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "name":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.name = x
+        else:
+            return False
+    return True
+
+
+def _decode_scalars_request(data: dict[str, Any], m: shop_dot_v1_dot_shop__pb2.ScalarsRequest) -> bool:
+    """Fast path of JSON into shop.v1.ScalarsRequest: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "fDouble" or key == "f_double":
+            if "fDouble" in data and "f_double" in data:
+                return False
+            if (x := _rt.fast_double(v)) is None:
+                return False
+            m.f_double = x
+        elif key == "fFloat" or key == "f_float":
+            if "fFloat" in data and "f_float" in data:
+                return False
+            if (x := _rt.fast_float(v)) is None:
+                return False
+            m.f_float = x
+        elif key == "fInt64" or key == "f_int64":
+            if "fInt64" in data and "f_int64" in data:
+                return False
+            if (x := _rt.fast_int64(v)) is None:
+                return False
+            m.f_int64 = x
+        elif key == "fUint64" or key == "f_uint64":
+            if "fUint64" in data and "f_uint64" in data:
+                return False
+            if (x := _rt.fast_uint64(v)) is None:
+                return False
+            m.f_uint64 = x
+        elif key == "fInt32" or key == "f_int32":
+            if "fInt32" in data and "f_int32" in data:
+                return False
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.f_int32 = x
+        elif key == "fFixed64" or key == "f_fixed64":
+            if "fFixed64" in data and "f_fixed64" in data:
+                return False
+            if (x := _rt.fast_uint64(v)) is None:
+                return False
+            m.f_fixed64 = x
+        elif key == "fFixed32" or key == "f_fixed32":
+            if "fFixed32" in data and "f_fixed32" in data:
+                return False
+            if (x := _rt.fast_uint32(v)) is None:
+                return False
+            m.f_fixed32 = x
+        elif key == "fBool" or key == "f_bool":
+            if "fBool" in data and "f_bool" in data:
+                return False
+            if (x := _rt.fast_bool(v)) is None:
+                return False
+            m.f_bool = x
+        elif key == "fString" or key == "f_string":
+            if "fString" in data and "f_string" in data:
+                return False
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.f_string = x
+        elif key == "fUint32" or key == "f_uint32":
+            if "fUint32" in data and "f_uint32" in data:
+                return False
+            if (x := _rt.fast_uint32(v)) is None:
+                return False
+            m.f_uint32 = x
+        elif key == "fEnum" or key == "f_enum":
+            if "fEnum" in data and "f_enum" in data:
+                return False
+            if (x := _GENRE_VALUES(v)) is None:
+                return False
+            m.f_enum = x
+        elif key == "fSfixed32" or key == "f_sfixed32":
+            if "fSfixed32" in data and "f_sfixed32" in data:
+                return False
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.f_sfixed32 = x
+        elif key == "fSfixed64" or key == "f_sfixed64":
+            if "fSfixed64" in data and "f_sfixed64" in data:
+                return False
+            if (x := _rt.fast_int64(v)) is None:
+                return False
+            m.f_sfixed64 = x
+        elif key == "fSint32" or key == "f_sint32":
+            if "fSint32" in data and "f_sint32" in data:
+                return False
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.f_sint32 = x
+        elif key == "fSint64" or key == "f_sint64":
+            if "fSint64" in data and "f_sint64" in data:
+                return False
+            if (x := _rt.fast_int64(v)) is None:
+                return False
+            m.f_sint64 = x
+        else:
+            return False
+    return True
+
+
+def _decode_fail_request(data: dict[str, Any], m: shop_dot_v1_dot_shop__pb2.FailRequest) -> bool:
+    """Fast path of JSON into shop.v1.FailRequest: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "code":
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.code = x
+        elif key == "message":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.message = x
+        elif key == "reason":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.reason = x
+        else:
+            return False
+    return True
+
+
+def _decode_echo_metadata_request(data: dict[str, Any], m: shop_dot_v1_dot_shop__pb2.EchoMetadataRequest) -> bool:
+    """Fast path of JSON into shop.v1.EchoMetadataRequest: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "note":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.note = x
+        else:
+            return False
+    return True
+
+
+def _decode_book(data: dict[str, Any], m: shop_dot_v1_dot_shop__pb2.Book) -> bool:
+    """Fast path of JSON into shop.v1.Book: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "name":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.name = x
+        elif key == "title":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.title = x
+        elif key == "author":
+            if type(v) is not dict:
+                return False
+            m.author.SetInParent()
+            if not _decode_author(v, m.author):
+                return False
+        elif key == "genre":
+            if (x := _GENRE_VALUES(v)) is None:
+                return False
+            m.genre = x
+        elif key == "tags":
+            if not _rt.fast_list(m.tags, v, _rt.fast_string):
+                return False
+        elif key == "labels":
+            if not _rt.fast_map(m.labels, v, _rt.fast_string, _rt.fast_string):
+                return False
+        elif key == "isbn":
+            if (x := _rt.fast_int64(v)) is None:
+                return False
+            m.isbn = x
+        elif key == "price":
+            if (x := _rt.fast_double(v)) is None:
+                return False
+            m.price = x
+        elif key == "inStock" or key == "in_stock":
+            if "inStock" in data and "in_stock" in data:
+                return False
+            if (x := _rt.fast_bool(v)) is None:
+                return False
+            m.in_stock = x
+        elif key == "subtitle":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.subtitle = x
+        elif key == "pages":
+            if m.WhichOneof("format") is not None:
+                return False
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.pages = x
+        else:
+            return False
+    return True
+
+
+def _decode_author(data: dict[str, Any], m: shop_dot_v1_dot_shop__pb2.Author) -> bool:
+    """Fast path of JSON into shop.v1.Author: False on anything not plainly valid."""
+    for key, v in data.items():
+        if key == "name":
+            if (x := _rt.fast_string(v)) is None:
+                return False
+            m.name = x
+        elif key == "bornYear" or key == "born_year":
+            if "bornYear" in data and "born_year" in data:
+                return False
+            if (x := _rt.fast_int32(v)) is None:
+                return False
+            m.born_year = x
+        else:
+            return False
+    return True
+
+
+def _dump_book(reply: shop_dot_v1_dot_shop__pb2.Book) -> bytes:
+    """JSON of shop.v1.Book."""
+    return _rt.dump_json(_encode_book(reply))
+
+
+def _dump_list_books_response(reply: shop_dot_v1_dot_shop__pb2.ListBooksResponse) -> bytes:
+    """JSON of shop.v1.ListBooksResponse."""
+    return _rt.dump_json(_encode_list_books_response(reply))
+
+
+def _get_book_title_0_reply(reply: shop_dot_v1_dot_shop__pb2.Book) -> bytes:
+    """JSON of GetBookTitle's shop.v1.Book.title."""
+    return _rt.dump_json(reply.title)
+
+
+def _dump_file(reply: shop_dot_v1_dot_shop__pb2.File) -> bytes:
+    """JSON of shop.v1.File."""
+    return _rt.dump_json(_encode_file(reply))
+
+
+def _dump_scalars_request(reply: shop_dot_v1_dot_shop__pb2.ScalarsRequest) -> bytes:
+    """JSON of shop.v1.ScalarsRequest."""
+    return _rt.dump_json(_encode_scalars_request(reply))
+
+
+def _dump_echo_metadata_response(reply: shop_dot_v1_dot_shop__pb2.EchoMetadataResponse) -> bytes:
+    """JSON of shop.v1.EchoMetadataResponse."""
+    return _rt.dump_json(_encode_echo_metadata_response(reply))
+
+
 def _get_book_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.GetBookRequest:
     """GetBook request message for GET /v1/{name=shelves/*/books/*}."""
     payload = shop_dot_v1_dot_shop__pb2.GetBookRequest()
@@ -129,7 +561,7 @@ def _list_books_0_request(request: _rt.Request, body: bytes, first: bool = True)
 def _create_book_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.CreateBookRequest:
     """CreateBook request message for POST /v1/{parent=shelves/*}/books."""
     payload = shop_dot_v1_dot_shop__pb2.CreateBookRequest()
-    _JSON.parse_field(payload, "book", body, required=True)
+    _JSON.parse_field(payload, "book", body, required=True, fast=_decode_create_book_request)
     payload.parent = _rt.path_value(request.captures[0], True)
     _rt.apply_query(payload, request.scope["query_string"], _BOUND_CREATE_BOOK_0, False, _REJECT_UNKNOWN_QUERY)
     return payload
@@ -138,7 +570,7 @@ def _create_book_0_request(request: _rt.Request, body: bytes, first: bool = True
 def _create_book_1_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.CreateBookRequest:
     """CreateBook request message for PUT /v1/{parent=shelves/*}/books:create."""
     payload = shop_dot_v1_dot_shop__pb2.CreateBookRequest()
-    _JSON.parse(payload, body)
+    _JSON.parse(payload, body, _decode_create_book_request)
     payload.parent = _rt.path_value(request.captures[0], True)
     _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
     return payload
@@ -147,7 +579,7 @@ def _create_book_1_request(request: _rt.Request, body: bytes, first: bool = True
 def _update_book_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.UpdateBookRequest:
     """UpdateBook request message for PATCH /v1/{book.name=shelves/*/books/*}."""
     payload = shop_dot_v1_dot_shop__pb2.UpdateBookRequest()
-    _JSON.parse_field(payload, "book", body, required=True)
+    _JSON.parse_field(payload, "book", body, required=True, fast=_decode_update_book_request)
     payload.book.name = _rt.path_value(request.captures[0], True)
     _rt.apply_query(payload, request.scope["query_string"], _BOUND_UPDATE_BOOK_0, False, _REJECT_UNKNOWN_QUERY)
     return payload
@@ -164,7 +596,7 @@ def _delete_book_0_request(request: _rt.Request, body: bytes, first: bool = True
 def _publish_book_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.PublishBookRequest:
     """PublishBook request message for POST /v1/{name=shelves/*/books/*}:publish."""
     payload = shop_dot_v1_dot_shop__pb2.PublishBookRequest()
-    _JSON.parse(payload, body)
+    _JSON.parse(payload, body, _decode_publish_book_request)
     payload.name = _rt.path_value(request.captures[0], True)
     _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
     return payload
@@ -220,7 +652,7 @@ def _echo_scalars_0_request(request: _rt.Request, body: bytes, first: bool = Tru
 def _echo_scalars_1_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.ScalarsRequest:
     """EchoScalars request message for POST /v1/scalars."""
     payload = shop_dot_v1_dot_shop__pb2.ScalarsRequest()
-    _JSON.parse(payload, body)
+    _JSON.parse(payload, body, _decode_scalars_request)
     _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
     return payload
 
@@ -235,7 +667,7 @@ def _echo_scalars_2_request(request: _rt.Request, body: bytes, first: bool = Tru
 def _fail_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.FailRequest:
     """Fail request message for POST /v1/fail."""
     payload = shop_dot_v1_dot_shop__pb2.FailRequest()
-    _JSON.parse(payload, body)
+    _JSON.parse(payload, body, _decode_fail_request)
     _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
     return payload
 
@@ -243,7 +675,7 @@ def _fail_0_request(request: _rt.Request, body: bytes, first: bool = True) -> sh
 def _echo_metadata_0_request(request: _rt.Request, body: bytes, first: bool = True) -> shop_dot_v1_dot_shop__pb2.EchoMetadataRequest:
     """EchoMetadata request message for POST /v1/metadata:echo."""
     payload = shop_dot_v1_dot_shop__pb2.EchoMetadataRequest()
-    _JSON.parse(payload, body)
+    _JSON.parse(payload, body, _decode_echo_metadata_request)
     _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
     return payload
 
@@ -331,35 +763,35 @@ class ShopServiceGateway:
     async def get_book_0(self, request: _rt.Request) -> None:
         """GET /v1/{name=shelves/*/books/*}"""
         payload = _get_book_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._get_book, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._get_book, payload, _POLICY, _dump_book)
 
     async def get_book_1(self, request: _rt.Request) -> None:
         """GET /v1/books/{name}"""
         payload = _get_book_1_request(request, await request.read_body())
-        await _rt.unary_call(request, self._get_book, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._get_book, payload, _POLICY, _dump_book)
 
     async def list_books_0(self, request: _rt.Request) -> None:
         """GET /v1/{parent=shelves/*}/books"""
         payload = _list_books_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._list_books, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._list_books, payload, _POLICY, _dump_list_books_response)
 
     async def create_book_0(self, request: _rt.Request) -> None:
         """POST /v1/{parent=shelves/*}/books"""
         _rt.check_body_type(request)
         payload = _create_book_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._create_book, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._create_book, payload, _POLICY, _dump_book)
 
     async def create_book_1(self, request: _rt.Request) -> None:
         """PUT /v1/{parent=shelves/*}/books:create"""
         _rt.check_body_type(request)
         payload = _create_book_1_request(request, await request.read_body())
-        await _rt.unary_call(request, self._create_book, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._create_book, payload, _POLICY, _dump_book)
 
     async def update_book_0(self, request: _rt.Request) -> None:
         """PATCH /v1/{book.name=shelves/*/books/*}"""
         _rt.check_body_type(request)
         payload = _update_book_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._update_book, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._update_book, payload, _POLICY, _dump_book)
 
     async def delete_book_0(self, request: _rt.Request) -> None:
         """DELETE /v1/{name=shelves/*/books/*}"""
@@ -370,38 +802,38 @@ class ShopServiceGateway:
         """POST /v1/{name=shelves/*/books/*}:publish"""
         _rt.check_body_type(request)
         payload = _publish_book_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._publish_book, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._publish_book, payload, _POLICY, _dump_book)
 
     async def get_book_title_0(self, request: _rt.Request) -> None:
         """GET /v1/{name=shelves/*/books/*}/title"""
         payload = _get_book_title_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._get_book_title, payload, _POLICY, lambda reply: _JSON.encode_field(reply, "title"))
+        await _rt.unary_call(request, self._get_book_title, payload, _POLICY, _get_book_title_0_reply)
 
     async def get_file_0(self, request: _rt.Request) -> None:
         """GET /v1/{path=shelves/*/files/**}"""
         payload = _get_file_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._get_file, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._get_file, payload, _POLICY, _dump_file)
 
     async def get_file_1(self, request: _rt.Request) -> None:
         """HEAD /v1/{path=shelves/*/files/**}:stat"""
         payload = _get_file_1_request(request, await request.read_body())
-        await _rt.unary_call(request, self._get_file, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._get_file, payload, _POLICY, _dump_file)
 
     async def echo_scalars_0(self, request: _rt.Request) -> None:
         """GET /v1/scalars/{f_double}/{f_float}/{f_int64}/{f_uint64}/{f_int32}/{f_fixed64}/{f_fixed32}/{f_bool}/{f_string}/{f_bytes}/{f_uint32}/{f_enum}/{f_sfixed32}/{f_sfixed64}/{f_sint32}/{f_sint64}"""
         payload = _echo_scalars_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._echo_scalars, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._echo_scalars, payload, _POLICY, _dump_scalars_request)
 
     async def echo_scalars_1(self, request: _rt.Request) -> None:
         """POST /v1/scalars"""
         _rt.check_body_type(request)
         payload = _echo_scalars_1_request(request, await request.read_body())
-        await _rt.unary_call(request, self._echo_scalars, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._echo_scalars, payload, _POLICY, _dump_scalars_request)
 
     async def echo_scalars_2(self, request: _rt.Request) -> None:
         """GET /v1/scalars"""
         payload = _echo_scalars_2_request(request, await request.read_body())
-        await _rt.unary_call(request, self._echo_scalars, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._echo_scalars, payload, _POLICY, _dump_scalars_request)
 
     async def fail_0(self, request: _rt.Request) -> None:
         """POST /v1/fail"""
@@ -413,12 +845,12 @@ class ShopServiceGateway:
         """POST /v1/metadata:echo"""
         _rt.check_body_type(request)
         payload = _echo_metadata_0_request(request, await request.read_body())
-        await _rt.unary_call(request, self._echo_metadata, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._echo_metadata, payload, _POLICY, _dump_echo_metadata_response)
 
     async def echo_metadata_1(self, request: _rt.Request) -> None:
         """GET /v1/metadata"""
         payload = _echo_metadata_1_request(request, await request.read_body())
-        await _rt.unary_call(request, self._echo_metadata, payload, _POLICY, _JSON.encode)
+        await _rt.unary_call(request, self._echo_metadata, payload, _POLICY, _dump_echo_metadata_response)
 
     async def ping_0(self, request: _rt.Request) -> None:
         """POST /shop.v1.ShopService/Ping"""
