@@ -19,10 +19,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the plugin with its dev tools
 
-generate: $(STAMP) ## generate the demo gateway (pb2 + gateway modules) from testdata into gen/
+generate: $(STAMP) ## generate the demo gateway (pb2 + gateway modules + OpenAPI documents) from testdata into gen/
 	rm -rf $(GEN) && mkdir -p $(GEN)
 	$(PY) -m protoc_gen_pygateway.protoc -Itestdata/protos --python_out=$(GEN) --pyi_out=$(GEN) \
-		--grpc_python_out=$(GEN) --pygateway_out=$(GEN) testdata/protos/shop/v1/shop.proto testdata/protos/shop/v1/feed.proto
+		--grpc_python_out=$(GEN) --pygateway_out=$(GEN) --pygateway_opt=openapi=true \
+		testdata/protos/shop/v1/shop.proto testdata/protos/shop/v1/feed.proto
+	$(PY) -m protoc_gen_pygateway.openapi.merge -o $(GEN)/openapi.json \
+		$(GEN)/shop/v1/shop.openapi.json $(GEN)/shop/v1/feed.openapi.json
 
 demo: generate ## run the example backend + generated gateway, show real requests (DEMO_ARGS=--once to exit)
 	$(PY) -m demo.run --gen $(GEN) $(DEMO_ARGS)

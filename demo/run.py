@@ -133,6 +133,11 @@ async def main_async(args: argparse.Namespace) -> None:
     app = pygateway_runtime.combine(
         shop_gateway.create_app(channel), admin_gateway.create_app(channel), feed_gateway.create_app(channel)
     )
+    document = Path(args.gen) / "openapi.json"  # make generate merges shop's and feed's documents
+    if document.exists():  # served as `pygateway_serve --openapi gen/openapi.json` would serve it
+        import pygateway_serve
+
+        app = pygateway_serve.OpenApiDocument(app, str(document), "")
     # The shipped configuration: h11; WebSocket (wsproto) because the feed service streams.
     config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, http="h11", ws="wsproto", log_level="warning"
@@ -154,6 +159,8 @@ async def main_async(args: argparse.Namespace) -> None:
             print(
                 f"  curl -N 'http://127.0.0.1:{args.port}/v1/shelves/fiction/events:watch?count=10&intervalMs=500'"
             )
+            if document.exists():
+                print(f"  curl http://127.0.0.1:{args.port}/openapi.json   # the OpenAPI 3.1 document")
             print("Ctrl-C to stop.")
             await serving
     finally:

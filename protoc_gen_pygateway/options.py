@@ -52,6 +52,9 @@ class Options:
     #: Emit the shared run-time support module (`pygateway_runtime.py`) at the output root. Turn off
     #: when another invocation into the same output tree already emits it (e.g. buf per-directory runs).
     emit_runtime: bool = True
+    #: Also emit an OpenAPI 3.1 document per proto file with served services, `<proto path without
+    #: .proto>.openapi.json` beside the modules (the modules themselves do not change).
+    openapi: bool = False
 
     def canonical(self) -> str:
         """The non-default options as `k=v,...` in field order (list items sorted), for the header."""

@@ -16,6 +16,7 @@ from . import __version__
 from .builder import GenerationError, build_services
 from .descriptors import Registry
 from .header_policy import check_options
+from .openapi import render_documents
 from .options import OptionsError, parse_options
 from .render import environment, render_service, render_support
 
@@ -35,11 +36,14 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
     try:
         options = parse_options(request.parameter)
         check_options(options)
-        services = build_services(Registry(list(request.proto_file)), list(request.file_to_generate), options)
+        registry = Registry(list(request.proto_file))
+        services = build_services(registry, list(request.file_to_generate), options)
         env = environment()
         files = {service.output_file: render_service(env, service) for service in services}
         if services and options.emit_runtime:
             files.update(render_support(env))
+        if options.openapi:
+            files.update(render_documents(registry, services, options))
     except (OptionsError, GenerationError) as err:
         response.error = f"protoc-gen-pygateway: {err}"
         return response

@@ -22,7 +22,8 @@ CASES: dict[str, str] = {
     "options": (
         "generate_unbound_methods=true,use_proto_names=true,emit_unpopulated=false,enums_as_ints=true,"
         "unknown_query_params=ignore,unknown_body_fields=ignore,forward_header=x-request-id,"
-        "strip_header=x-internal-token,forward_permanent_headers=false,max_body_bytes=65536,max_json_depth=32,websocket=false"
+        "strip_header=x-internal-token,forward_permanent_headers=false,max_body_bytes=65536,max_json_depth=32,websocket=false,"
+        "openapi=true"
     ),
 }
 #: case name -> (proto files, plugin parameter) of the cases generated from other protos than PROTOS

@@ -1,9 +1,10 @@
 """The generated modules as users get them: real protoc trees (pb2, pyi, grpc, gateway) that import only
 what a gateway may depend on, pass ruff and mypy --strict, and run without protoc-gen-pygateway or jinja2.
 
-Trees: each golden case (testdata's shop.proto under the case's options) and an "extras" tree covering
-what shop.proto does not: several packages importing each other, googleapis types, proto2, editions,
-Python keywords as field names, a file without package and mixed streaming/unary services.
+Trees: each golden case (testdata's shop.proto under the case's options; alltypes: every field shape of
+the generated JSON codecs) and an "extras" tree covering what shop.proto does not: several packages
+importing each other, googleapis types, proto2, editions, Python keywords as field names, a file without
+package and mixed streaming/unary services.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from protoc_gen_pygateway.builder import build_services
 from protoc_gen_pygateway.descriptors import Registry
 from protoc_gen_pygateway.options import parse_options
 from protoc_gen_pygateway.plugin import generate
-from tests.golden import CASES
+from tests.golden import CASES, OTHER_CASES
 from tests.golden import PROTOS as GOLDEN_PROTOS
 from tests.protoc_support import PROTOS, code_generator_request, generate_tree
 
@@ -119,7 +120,7 @@ EXTRAS = {
     ),
 }
 
-TREES = [*sorted(CASES), "extras"]
+TREES = [*sorted(CASES), *sorted(OTHER_CASES), "extras"]
 
 
 #: tree root -> (proto files, include directory, plugin parameter) it was generated from
@@ -137,6 +138,8 @@ def tree(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             (include / file).parent.mkdir(parents=True, exist_ok=True)
             (include / file).write_text(text)
         SOURCES[out] = (sorted(EXTRAS), include, "")
+    elif name in OTHER_CASES:
+        SOURCES[out] = (OTHER_CASES[name][0], PROTOS, OTHER_CASES[name][1])
     else:
         SOURCES[out] = (GOLDEN_PROTOS, PROTOS, CASES[name])
     files, include, parameter = SOURCES[out]
@@ -172,6 +175,11 @@ def test_tree_contents(tree: Path) -> None:
             "modern.v1.modern_pb2_gateway_modern_service",
             "zoo_service_pb2_gateway_zoo_service",
         }
+    elif tree.name.startswith("tree_alltypes"):
+        assert modules == {
+            "alltypes.v1.alltypes_pb2_gateway_all_types_service",
+            "alltypes.v1.legacy_pb2_gateway_legacy_service",
+        }
     else:
         assert modules >= {
             "shop.v1.shop_pb2_gateway_shelf_admin_service",
@@ -187,8 +195,9 @@ def test_protoc_output_equals_in_process_output(
     assert not response.error, response.error
     written = {
         p.relative_to(tree).as_posix(): p.read_text("utf-8")
-        for p in tree.rglob("*.py")
-        if "_gateway_" in p.name or p.name.startswith("pygateway_")
+        for p in tree.rglob("*")
+        if p.is_file()
+        and ("_gateway_" in p.name or p.name.startswith("pygateway_") or p.name.endswith(".openapi.json"))
     }
     assert written == {f.name: f.content for f in response.file}
 

@@ -309,6 +309,7 @@ DEFAULTS = {
     "max_body_bytes": 4 * 1024 * 1024,
     "max_json_depth": 64,
     "emit_runtime": True,
+    "openapi": False,
 }
 
 
@@ -353,6 +354,9 @@ OPTION_TABLE: list[tuple[str, dict[str, object], str]] = [
     ("max_json_depth=64", {}, ""),
     ("emit_runtime=false", {"emit_runtime": False}, "emit_runtime=false"),
     ("websocket=false", {"websocket": False}, "websocket=false"),
+    ("openapi=true", {"openapi": True}, "openapi=true"),
+    ("openapi", {"openapi": True}, "openapi=true"),
+    ("openapi=false", {}, ""),
     (" use_proto_names = true ,, ", {"use_proto_names": True}, "use_proto_names=true"),
     (
         "max_body_bytes=1,enums_as_ints=true,allow_delete_body=true",
@@ -396,10 +400,26 @@ _HEADERS = st.lists(st.sampled_from(["x-a", "X-B", "x-request-id", "te", "grpc-x
         strip_header=_HEADERS.map(lambda h: tuple(sorted({x.lower() for x in h}))),
         max_body_bytes=st.integers(min_value=1, max_value=2**40),
         emit_runtime=st.booleans(),
+        openapi=st.booleans(),
     )
 )
 def test_canonical_round_trips(options: Options) -> None:
     assert parse_options(options.canonical()) == options
+
+
+def test_bad_openapi_value_is_a_generation_error(shop_request: plugin_pb2.CodeGeneratorRequest) -> None:
+    response = generate(with_parameter(shop_request, "openapi=yes"))
+    assert response.error == "protoc-gen-pygateway: option openapi: expected true or false, got 'yes'"
+    assert not response.file
+
+
+def test_openapi_adds_documents_and_changes_no_module(shop_request: plugin_pb2.CodeGeneratorRequest) -> None:
+    plain = generated(shop_request)
+    with_docs = generated(shop_request, "openapi=true")
+    assert set(with_docs) - set(plain) == {"shop/v1/shop.openapi.json"}
+    for name, content in plain.items():  # the same code; only the header names the parameter
+        header = "# parameters: (defaults)\n"
+        assert with_docs[name] == content.replace(header, "# parameters: openapi=true\n"), name
 
 
 # ----------------------------------------------------------------------------- determinism, headers
@@ -450,7 +470,7 @@ def test_protoc_wrapper_output_identical_across_hash_seeds(tmp_path: Path) -> No
         assert result.returncode == 0, result.stderr
         trees.append(_tree(out))
     assert trees[0] == trees[1]
-    assert set(trees[0]) == SHOP_MODULES | SUPPORT | {"shop/v1/shop_pb2.py"}
+    assert set(trees[0]) == SHOP_MODULES | SUPPORT | {"shop/v1/shop_pb2.py", "shop/v1/shop.openapi.json"}
 
 
 def test_wrapper_argv() -> None:

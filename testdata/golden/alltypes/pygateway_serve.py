@@ -184,9 +184,51 @@ class GatewayApp:
                 return
 
 
-def granian_app() -> GatewayApp:
+class OpenApiDocument:
+    """`--openapi FILE`: `GET <root path>/openapi.json` answers with that OpenAPI document (HEAD with its
+    headers; other methods 405), every other request goes to the gateway. With a root path, a document
+    without `servers` gets `[{"url": <root path>}]`, so its paths resolve below it."""
+
+    PATH = "/openapi.json"
+
+    def __init__(self, app: Any, document: str, root_path: str) -> None:
+        self.app = app
+        data = json.loads(Path(document).read_text("utf-8"))
+        if root_path and isinstance(data, dict) and "servers" not in data:
+            data["servers"] = [{"url": root_path}]
+        self.body = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+    async def __call__(self, scope: _rt.Scope, receive: _rt.Receive, send: _rt.Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        root = scope.get("root_path") or ""
+        if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+            path = path[len(root) :]
+        if path != self.PATH:
+            await self.app(scope, receive, send)
+            return
+        headers = [(b"content-type", b"application/json")]
+        if scope["method"] in ("GET", "HEAD"):
+            status, body = 200, self.body
+        else:
+            text = f"method {scope['method']} not allowed for {self.PATH} (allowed: GET, HEAD)"
+            status, body = 405, _rt.error_body(12, text)  # 12: UNIMPLEMENTED, as the gateway's own 405
+            headers.append((b"allow", b"GET, HEAD"))
+        headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def with_openapi(app: GatewayApp, config: dict[str, Any]) -> Any:
+    """The app to serve: `app`, behind OpenApiDocument when `--openapi` names a document."""
+    if not config.get("openapi"):
+        return app
+    return OpenApiDocument(app, config["openapi"], config["root_path"])
+
+
+def granian_app() -> Any:
     """granian's app factory (run in its worker): the configuration comes through the environment."""
-    return GatewayApp(json.loads(os.environ[_CONFIG_ENV]))
+    config = json.loads(os.environ[_CONFIG_ENV])
+    return with_openapi(GatewayApp(config), config)
 
 
 _CONFIG_ENV = "PYGATEWAY_SERVE_CONFIG"
@@ -243,7 +285,7 @@ async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket
 
     server = Server(
         uvicorn.Config(
-            app,
+            with_openapi(app, config),
             host=host,
             port=port,
             http="h11",
@@ -340,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="ASGI server: auto = granian when WebSocket is off and granian is installed, else uvicorn (h11)",
     )
+    parser.add_argument(
+        "--openapi",
+        default=None,
+        metavar="FILE",
+        help="serve this OpenAPI document (protoc-gen-pygateway's openapi=true output, merged for several "
+        "files) at GET /openapi.json; off by default",
+    )
     parser.add_argument("--log-level", default=os.environ.get("PYGATEWAY_LOG_LEVEL", "info"))
     parser.add_argument(
         "--access-log", action="store_true", help="log every request (off by default: ~15%% more CPU per request)"
@@ -359,6 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     server = _choose_server(args.server, websocket)
     if server == "granian" and websocket:
         parser.error("--server granian serves without WebSocket: add --websocket off or use uvicorn")
+    openapi = None
+    if args.openapi:
+        try:
+            json.loads(Path(args.openapi).read_text("utf-8"))
+        except (OSError, ValueError) as err:
+            parser.error(f"--openapi {args.openapi}: {err}")
+        openapi = str(Path(args.openapi).resolve())
     config = {
         "modules": modules,
         "upstream": args.upstream,
@@ -371,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         "grace_period": args.grace_period,
         "log_level": args.log_level,
         "access_log": args.access_log,
+        "openapi": openapi,
     }
     host, port = _split_host_port(args.listen, 8080)
     if server == "granian":
