@@ -6,7 +6,7 @@ GEN ?= gen
 FUZZ_SECONDS ?= 60
 STAMP := $(VENV)/.installed
 
-.PHONY: help install generate demo test soak lint typecheck golden fuzz clean
+.PHONY: help install generate demo test soak bench lint typecheck golden fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,15 @@ test: $(STAMP) ## run the whole test suite (unit, plugin, golden, end-to-end, li
 SOAK_ARGS ?= --streams 1000 --seconds 60
 soak: $(STAMP) ## hold 1,000 server streams x 60 s through the gateway: loss/order, RSS per stream, CPU (SOAK_ARGS=...)
 	timeout 600 $(PY) -m tests.soak $(SOAK_ARGS)
+
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## ours vs Go grpc-gateway + FastAPI/raw ASGI: CPU/req, streams, RSS, codegen (~5 min; BENCH_ARGS=--quick)
+	timeout 900 $(PY) -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff + mypy --strict on the plugin, demo and tests
 	$(VENV)/bin/ruff check protoc_gen_pygateway demo tests

@@ -1,0 +1,716 @@
+"""`make bench`: the generated gateway against Go grpc-gateway and hand-written Python gateways, in one run.
+
+    python -m bench.run [--quick] [--runs 3] [--duration 5] [--only http,stream,rss,codegen]
+                        [--gateways ours,ours-granian,ours-h11,fastapi,raw,go] [--upstream auto|go|python]
+
+Upstream: the Go gRPC backend of ../shared/anchors/grpc-gateway-go (built into .work/anchor when its
+toolchain is installed: `build.sh --install-deps` there installs it), else a grpc.aio backend
+(bench/echo_backend.py); the table says which. All gateways run at once against that one upstream, each in
+its own process group on its own loopback port:
+
+  ours          python -m pygateway_serve with default options (--server auto)
+  ours-granian  the same with --websocket off (auto then picks granian, as for modules without streams)
+  ours-h11      the same with --server uvicorn --websocket off
+  fastapi, raw  bench/baselines/: FastAPI + json_format, and the leanest raw ASGI handler; uvicorn's
+                defaults (httptools + uvloop), access log off
+  go            Go grpc-gateway v1.6.4 (stock ServeMux, net/http), when built
+
+Measurements (from /proc, by PID; CPU = utime+stime of the gateway's whole process group):
+  http     wrk -t1 -c32 --latency POST /v1/echo (anchors/echo_post.lua) and GET /v1/echo/abc: a warm-up,
+           then --runs runs of --duration s per gateway, gateways interleaved (order rotating); medians.
+  stream   curl GET /v1/stream/100000: gateway CPU per message (ours, ours-granian, go).
+  rss      fresh gateway processes holding 1,000 streams (/v1/stream/120?interval_ms=1000): RSS per stream.
+  codegen  protoc with only --pygateway_out / --grpc-gateway_out on bench/codegen_corpus.py's corpus
+           (2,000 methods, 4,000 bindings; wall, median of 3), and ours on testdata's shop.proto.
+"other CPU" = machine busy time minus gateway, upstream and load generator: load from anything else (a
+noisy run when clearly above 0; slightly negative is /proc/stat's tick sampling).
+Output: a markdown table on stdout, bench/results/latest.md and latest.json; logs in .work/bench/logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import importlib.metadata
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.codegen_corpus import write_corpus
+from bench.serving_configs import busy_ticks, children_cpu, group_ticks, parse_wrk, stop, wait_quiet
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = ROOT / ".work" / "bench"
+PY = sys.executable
+TCK = os.sysconf("SC_CLK_TCK")
+ANCHOR_SRC = Path(os.environ.get("BENCH_GO_ANCHOR", ROOT.parent / "shared" / "anchors" / "grpc-gateway-go"))
+ANCHOR_BUILD = ROOT / ".work" / "anchor"
+GOOGLEAPIS_GO = Path("/usr/share/gocode/src/github.com/grpc-ecosystem/grpc-gateway/third_party/googleapis")
+
+LUA = HERE / "anchors" / "echo_post.lua"
+GET_PATH = "/v1/echo/abc"
+STREAM_COUNT = 100_000
+HOLD_STREAMS = 1000
+HOLD_PATH = "/v1/stream/120?interval_ms=1000"
+ALL_GATEWAYS = ("ours", "ours-granian", "ours-h11", "fastapi", "raw", "go")
+STREAM_GATEWAYS = RSS_GATEWAYS = ("ours", "ours-granian", "go")
+BASELINES = ("go", "fastapi", "raw")  # the ratio columns
+T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.monotonic() - T0:5.0f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, **{"timeout": 300, **kw})
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:  # also its process group: started in a new session
+        return self.popen.pid
+
+
+def spawn(name: str, cmd: list[str], port: int, cwd: Path, env: dict[str, str] | None = None) -> Proc:
+    logfile = WORK / "logs" / f"{name}.log"
+    with open(logfile, "ab") as f:
+        f.write(f"\n===== {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
+        f.flush()
+        popen = subprocess.Popen(cmd, stdout=f, stderr=f, cwd=cwd, env=env, start_new_session=True)
+    return Proc(name, popen, port, logfile)
+
+
+def wait_port(proc: Proc, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} (log: {proc.log})")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", proc.port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} did not open port {proc.port} (log: {proc.log})")
+
+
+def wait_ready(proc: Proc, timeout: float = 30.0) -> None:
+    """Port open and GET /v1/echo/warm answered 200 (so the upstream channel is connected)."""
+    wait_port(proc, timeout)
+    deadline, last = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=5)
+        try:
+            conn.request("GET", "/v1/echo/warm")
+            resp = conn.getresponse()
+            if resp.status == 200:
+                return
+            last = f"HTTP {resp.status} {resp.read()[:200]!r}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = repr(exc)
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    raise RuntimeError(f"{proc.name} not ready: {last} (log: {proc.log})")
+
+
+def group_rss_kb(pgid: int) -> int:
+    """VmRSS summed over the processes of a process group (granian: main + worker)."""
+    total = 0
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:
+                m = re.search(r"^VmRSS:\s+(\d+)", Path(f"/proc/{entry}/status").read_text(), re.M)
+                total += int(m.group(1)) if m else 0
+    return total
+
+
+def measured(gw: int, upstream: int, fn: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
+    """fn()'s result and the CPU seconds the gateway group, the upstream, our children (the load generator)
+    and everything else used meanwhile."""
+    g0, u0, m0, c0, t0 = (
+        group_ticks(gw),
+        group_ticks(upstream),
+        busy_ticks(),
+        children_cpu(),
+        time.monotonic(),
+    )
+    result = fn()
+    g1, u1, m1, c1, t1 = (
+        group_ticks(gw),
+        group_ticks(upstream),
+        busy_ticks(),
+        children_cpu(),
+        time.monotonic(),
+    )
+    gs, us, ls = (g1 - g0) / TCK, (u1 - u0) / TCK, c1 - c0
+    return result, {"wall_s": t1 - t0, "gw_cpu_s": gs, "up_cpu_s": us, "load_cpu_s": ls,
+                    "other_cpu_s": (m1 - m0) / TCK - gs - us - ls}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ setup
+
+
+def ensure_wrk() -> None:
+    if not shutil.which("wrk") and os.geteuid() == 0 and shutil.which("apt-get"):
+        log("wrk is missing: apt-get install -y wrk")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if run(["apt-get", "install", "-y", "-q", "wrk"], env=env).returncode != 0:
+            run(["apt-get", "update", "-q"], env=env)
+            run(["apt-get", "install", "-y", "-q", "wrk"], env=env)
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing (Debian: apt-get install wrk); the http section needs it")
+
+
+def go_bins(build: bool) -> Path | None:
+    """The anchor's bin/ holding `server` and `gateway`; builds .work/anchor from ANCHOR_SRC when the Go
+    toolchain and -dev packages are installed (the anchor's build.sh --install-deps installs them)."""
+    for bin_dir in (ANCHOR_BUILD / "bin", ANCHOR_SRC / "bin"):
+        if all(os.access(bin_dir / b, os.X_OK) for b in ("server", "gateway")):
+            return bin_dir
+    tools = ("go", "protoc", "protoc-gen-go", "protoc-gen-grpc-gateway")
+    if not build or not (ANCHOR_SRC / "build.sh").exists() or not all(map(shutil.which, tools)):
+        return None
+    log(f"building the Go anchor in {ANCHOR_BUILD} (from {ANCHOR_SRC})")
+    shutil.rmtree(ANCHOR_BUILD, ignore_errors=True)
+    shutil.copytree(ANCHOR_SRC, ANCHOR_BUILD, ignore=shutil.ignore_patterns("bin", "build", "run"))
+    for d, _, files in os.walk(ANCHOR_BUILD):  # the source folder is read-only: so is the copy
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(Path(d) / f, os.stat(Path(d) / f).st_mode | 0o200)
+    done = run(["./build.sh"], cwd=ANCHOR_BUILD, timeout=600)
+    (WORK / "logs" / "go-build.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        log(f"the Go anchor did not build (log: {WORK / 'logs' / 'go-build.log'})")
+        return None
+    return ANCHOR_BUILD / "bin"
+
+
+def generate(gen: Path) -> None:
+    """The bench gateway, generated as a user would (make generate's command) from bench/protos."""
+    shutil.rmtree(gen, ignore_errors=True)
+    gen.mkdir(parents=True)
+    protos = HERE / "protos"
+    outs = [f"--{kind}_out={gen}" for kind in ("python", "grpc_python", "pygateway")]
+    cmd = [
+        PY,
+        "-m",
+        "protoc_gen_pygateway.protoc",
+        f"-I{protos}",
+        *outs,
+        str(protos / "bench/v1/bench.proto"),
+    ]
+    subprocess.run(cmd, check=True, cwd=ROOT, timeout=120)
+
+
+def versions(go: bool) -> str:
+    dists = ("grpcio", "protobuf", "uvicorn", "h11", "granian", "fastapi", "httptools", "uvloop")
+    parts = [f"Python {sys.version.split()[0]}"]
+    for dist in dists:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            parts.append(f"{dist} {importlib.metadata.version(dist)}")
+    with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
+        if go:
+            parts.append(run(["go", "version"]).stdout.split()[2])
+            dev = "golang-github-grpc-ecosystem-grpc-gateway-dev"
+            parts.append("grpc-gateway " + run(["dpkg-query", "-W", "-f=${Version}", dev]).stdout)
+        out = run(["wrk", "-v"])
+        parts.append(" ".join((out.stdout + out.stderr).split()[:2]))
+    return ", ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------ gateways
+
+
+@dataclass
+class Gateway:
+    key: str
+    label: str
+    cmd: Callable[[int], list[str]]  # port -> command line
+    websocket: bool = False  # ours: whether the serve command runs with WebSocket on
+    proc: Proc | None = None
+    error: str = ""  # why it could not be measured
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def start(self, cwd: Path, env: dict[str, str]) -> Proc:
+        port = free_port()
+        proc = spawn(self.key, self.cmd(port), port, cwd, env)
+        try:
+            wait_ready(proc)
+        except BaseException:
+            stop(proc.popen)
+            raise
+        if self.key.startswith("ours") and "→" not in self.label:  # the server `auto` picked, from the log
+            text = proc.log.read_text(errors="replace").rsplit("=====", 1)[-1].lower()
+            server = "granian" if "granian" in text else "uvicorn h11" if "uvicorn" in text else "?"
+            self.label += f" → {server}{' + wsproto' if self.websocket and 'uvicorn' in server else ''}"
+        return proc
+
+
+def gateways(gen: Path, upstream: str, go_dir: Path | None) -> dict[str, Gateway]:
+    ws_routes = any("WEBSOCKET_ROUTES = True" in p.read_text() for p in gen.rglob("*_pb2_gateway_*.py"))
+    serve = [PY, "-m", "pygateway_serve", "--upstream", upstream]
+    uvicorn = [PY, "-m", "uvicorn", "--app-dir", str(HERE / "baselines"), "--host", "127.0.0.1"]
+    uvicorn += ["--no-access-log", "--log-level", "warning", "--lifespan", "off"]
+
+    def ours(*flags: str) -> Callable[[int], list[str]]:
+        return lambda port: [*serve, "--listen", f"127.0.0.1:{port}", *flags]
+
+    def baseline(module: str) -> Callable[[int], list[str]]:
+        return lambda port: [*uvicorn, "--port", str(port), f"{module}:app"]
+
+    H11 = ("--server", "uvicorn", "--websocket", "off")  # noqa: N806
+    gws = [  # ours first: its label says which server `--server auto` picked
+        Gateway("ours", "ours, default" + (" (WebSocket routes)" if ws_routes else ""), ours(), ws_routes),
+        Gateway("ours-granian", "ours, --websocket off", ours("--websocket", "off")),
+        Gateway("ours-h11", "ours, --server uvicorn --websocket off", ours(*H11)),
+        Gateway("fastapi", "FastAPI + json_format (uvicorn httptools+uvloop)", baseline("naive_fastapi")),
+        Gateway("raw", "raw ASGI handler (uvicorn httptools+uvloop)", baseline("raw_asgi")),
+    ]  # fmt: skip
+    if go_dir:
+        go = str(go_dir / "gateway")
+        go_cmd = lambda port: [go, "-addr", f"127.0.0.1:{port}", "-backend", upstream]  # noqa: E731
+        gws.append(Gateway("go", "Go grpc-gateway v1.6.4 (net/http)", go_cmd))
+    return {g.key: g for g in gws}
+
+
+# ------------------------------------------------------------------------------------------ measurements
+
+
+NOISY = 0.10  # other CPU above this share of a core flags a run as noisy
+
+
+def clean_run(fn: Callable[[], dict[str, Any]], clean: bool) -> dict[str, Any]:
+    """fn() once; with --clean after waiting (<= 10 s) for a quiet machine, and repeated once when noisy
+    (the quieter of the two kept)."""
+    if not clean:
+        return fn()
+    wait_quiet(10)
+    row = fn()
+    if row["other_cpu_s"] > NOISY * row["wall_s"]:
+        wait_quiet(10)
+        again = fn()
+        row = min(row, again, key=lambda r: r["other_cpu_s"] / r["wall_s"])
+    return row
+
+
+def measure_http(
+    gws: list[Gateway], upstream: int, runs: int, duration: int, warmup: int, clean: bool
+) -> None:
+    def wrk(gw: Proc, seconds: int, post: bool) -> dict[str, Any]:
+        target = f"http://127.0.0.1:{gw.port}" + ("/v1/echo" if post else GET_PATH)
+        script = ["-s", str(LUA)] if post else []
+        cmd = ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", *script, target]
+        out, cpu = measured(gw.pid, upstream, lambda: run(cmd, timeout=seconds + 30).stdout)
+        row: dict[str, Any] = {**parse_wrk(out), **cpu}
+        row.update(us=cpu["gw_cpu_s"] * 1e6 / max(row["reqs"], 1), wall_s=seconds)
+        return row
+
+    for gw in gws:
+        assert gw.proc
+        wrk(gw.proc, warmup, True)
+        wrk(gw.proc, warmup, False)
+    for r in range(runs):
+        order = gws[r % len(gws) :] + gws[: r % len(gws)]
+        for workload in ("POST", "GET"):
+            for gw in order:
+                proc = gw.proc
+                assert proc
+                row = clean_run(lambda: wrk(proc, duration, workload == "POST"), clean)
+                gw.rows.setdefault(workload, []).append(row)
+                log(
+                    f"run {r + 1}/{runs} {workload:4s} {gw.key:12s} {row['rps']:7.0f} req/s"
+                    f" {row['us']:6.1f} µs/req"
+                    f" p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} ms, non-2xx {row['non2xx']}"
+                    f" {row['sock_errors']}, other CPU {row['other_cpu_s']:.2f}s"
+                )
+
+
+def measure_stream(gws: list[Gateway], upstream: int, runs: int, clean: bool) -> None:
+    """`runs` streams through ours (default) and Go, one through the variants."""
+    out = WORK / "stream.out"
+
+    def stream(gw: Proc, count: int) -> dict[str, Any]:
+        cmd = [
+            "curl",
+            "-s",
+            "-N",
+            "-o",
+            str(out),
+            "-w",
+            "%{http_code}",
+            f"http://127.0.0.1:{gw.port}/v1/stream/{count}",
+        ]
+        status, cpu = measured(gw.pid, upstream, lambda: run(cmd).stdout)
+        data = out.read_bytes()
+        msgs = data.count(b'{"result"')
+        last = data.rstrip().rsplit(b"\n", 1)[-1][:200].decode(errors="replace")
+        return {"status": status, "msgs": msgs, "msg_per_s": msgs / cpu["wall_s"],
+                "us": cpu["gw_cpu_s"] * 1e6 / max(msgs, 1), "last": last, **cpu}  # fmt: skip
+
+    for gw in gws:
+        proc = gw.proc
+        assert proc
+        stream(proc, 2000)  # warm-up
+        n = runs if gw.key in ("ours", "go") else 1
+        for r in range(n):
+            row = clean_run(lambda: stream(proc, STREAM_COUNT), clean)
+            gw.rows.setdefault("stream", []).append(row)
+            log(
+                f"stream {r + 1}/{n} {gw.key:12s} HTTP {row['status']}, {row['msgs']} msgs"
+                f" in {row['wall_s']:.2f}s, {row['us']:.1f} µs/msg, other CPU {row['other_cpu_s']:.2f}s"
+            )
+
+
+async def hold_streams(gw: Proc, n: int, hold: float) -> dict[str, Any]:
+    """Like the anchor's hold_streams.py: open n streams, each past its first message, sample RSS, close."""
+
+    async def open_stream() -> tuple[asyncio.StreamWriter, asyncio.Task[None]]:
+        r, w = await asyncio.open_connection("127.0.0.1", gw.port)
+        w.write(f"GET {HOLD_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n\r\n".encode())
+        status = await r.readline()
+        if b" 200 " not in status:
+            raise RuntimeError(f"stream answered {status!r}")
+        for _ in range(30):  # headers, chunk size, first message
+            if b'{"result"' in await r.readline():
+                break
+        else:
+            raise RuntimeError("no first message")
+
+        async def drain() -> None:  # keep reading so the gateway never blocks
+            with contextlib.suppress(ConnectionError):
+                while await r.read(65536):
+                    pass
+
+        return w, asyncio.create_task(drain())
+
+    idle = group_rss_kb(gw.pid)
+    t0 = time.monotonic()
+    conns = await asyncio.wait_for(asyncio.gather(*(open_stream() for _ in range(n))), 60)
+    opened = time.monotonic() - t0
+    await asyncio.sleep(2)
+    samples = []
+    for _ in range(4):
+        samples.append(group_rss_kb(gw.pid))
+        await asyncio.sleep(hold / 4)
+    for w, task in conns:
+        task.cancel()
+        w.close()
+    await asyncio.sleep(0.5)
+    return {"streams": n, "idle_kb": idle, "peak_kb": max(samples), "samples_kb": samples, "open_s": opened,
+            "kib": (max(samples) - idle) / n}  # fmt: skip
+
+
+def measure_rss(gws: list[Gateway], cwd: Path, env: dict[str, str], hold: float) -> None:
+    for gw in gws:
+        proc = gw.start(cwd, env)  # a fresh process: one warm request (wait_ready), then the streams
+        try:
+            time.sleep(1)
+            row = asyncio.run(hold_streams(proc, HOLD_STREAMS, hold))
+        except Exception as exc:  # a failure is a result: report it, keep going
+            row = {"error": repr(exc)}
+        finally:
+            stop(proc.popen)
+        gw.rows["rss"] = [row]
+        log(f"rss {gw.key:12s} {row}")
+
+
+def measure_codegen(runs: int) -> dict[str, dict[str, Any]]:
+    corpus = WORK / "corpus"
+    shutil.rmtree(corpus, ignore_errors=True)
+    files = write_corpus(corpus)
+    shop = ROOT / "testdata" / "protos"
+    ours = [PY, "-m", "protoc_gen_pygateway.protoc"]
+    go = ["protoc", f"-I{GOOGLEAPIS_GO}"]
+    cases = {
+        "ours corpus": [*ours, "-I.", "--pygateway_out=out/py", *files],
+        "ours corpus, protoc alone": [*ours, "-I.", "--descriptor_set_out=/dev/null", *files],
+        "ours small": [*ours, f"-I{shop}", "--pygateway_out=out/shop", str(shop / "shop/v1/shop.proto")],
+    }
+    if shutil.which("protoc") and shutil.which("protoc-gen-grpc-gateway") and GOOGLEAPIS_GO.is_dir():
+        cases["go corpus"] = [*go, "-I.", "--grpc-gateway_out=logtostderr=true:out/go", *files]
+        cases["go corpus, protoc alone"] = [*go, "-I.", "--descriptor_set_out=/dev/null", *files]
+    res = {}
+    for name, cmd in cases.items():
+        walls, error = [], ""
+        for _ in range(1 if "alone" in name else runs):
+            shutil.rmtree(corpus / "out", ignore_errors=True)
+            for d in ("py", "shop", "go"):
+                (corpus / "out" / d).mkdir(parents=True)
+            t0 = time.perf_counter()
+            cp = run(cmd, cwd=corpus)
+            walls.append(time.perf_counter() - t0)
+            if cp.returncode:
+                error = (cp.stderr or cp.stdout)[-300:].strip()
+                break
+        res[name] = {"walls": walls, "wall_s": statistics.median(walls), "error": error, "cmd": " ".join(cmd)}
+        log(f"codegen {name}: {res[name]['wall_s']:.3f}s {error}")
+    return res
+
+
+# ------------------------------------------------------------------------------------------ report
+
+TITLES = {
+    "POST": "POST /v1/echo: gateway CPU µs/req",
+    "GET": f"GET {GET_PATH}: gateway CPU µs/req",
+    "stream": f"stream of {STREAM_COUNT:,} msgs: gateway CPU µs/msg",
+    "rss": f"{HOLD_STREAMS:,} open streams: RSS KiB/stream",
+}
+CORPUS_TITLE = "codegen, 20 files, 2,000 methods, 4,000 bindings: wall s"
+VALUE_KEY = {"POST": "us", "GET": "us", "stream": "us", "rss": "kib"}
+COLUMNS = ["measurement", "gateway", "rate", "p50 / p99 ms, or detail", "value", "÷ Go", "÷ FastAPI",
+           "÷ raw ASGI", "other CPU (max)", "target (issue 5)"]  # fmt: skip
+
+
+def report(gws: dict[str, Gateway], codegen: dict[str, dict[str, Any]], header: list[str], runs: int) -> str:
+    def value(gw: Gateway, workload: str) -> float | None:
+        rows = gw.rows.get(workload)
+        if not rows or "error" in rows[0]:
+            return None
+        return float(statistics.median(r[VALUE_KEY[workload]] for r in rows))
+
+    def ratio(v: float, workload: str, base: str) -> str:
+        if workload in ("stream", "rss") and base != "go":
+            return ""  # the baselines serve no streams
+        if base not in gws:
+            return "n/a"
+        b = value(gws[base], workload)
+        return f"{v / b:.2f}x" if b else ""
+
+    def target(gw: Gateway, workload: str, v: float) -> str:
+        if not gw.key.startswith("ours"):
+            return ""
+        if workload in ("POST", "GET"):
+            r = ratio(v, workload, "go")
+            return "≤ 2.0x Go" + (
+                "" if r in ("n/a", "") else ": met" if float(r[:-1]) <= 2.0 else ": **not met**"
+            )
+        limit = {"stream": 25.0, "rss": 57.0}[workload]
+        return f"≤ {limit:g} {'µs/msg' if workload == 'stream' else 'KiB'}" + (
+            ": met" if v <= limit else ": **not met**"
+        )
+
+    lines = [*header, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for gw in gws.values():
+        if gw.error:
+            lines.append(f"| all | {gw.label} | **not measured: {gw.error}** |" + " |" * 7)
+    for workload, title in TITLES.items():
+        for gw in gws.values():
+            rows = gw.rows.get(workload)
+            if not rows:
+                continue
+            v = value(gw, workload)
+            if v is None:
+                lines.append(f"| {title} | {gw.label} | **failed: {rows[0]['error'][:300]}** |" + " |" * 7)
+                continue
+            worst = max(r["other_cpu_s"] / r["wall_s"] for r in rows) if workload != "rss" else None
+            noise = "" if worst is None else f"{round(worst * 100):+d}% of a core"
+            noise += " (noisy)" if worst and worst > NOISY else ""
+
+            def med(key: str, rows: list[dict[str, Any]] = rows) -> float:
+                return float(statistics.median(r[key] for r in rows))
+
+            if workload == "rss":
+                r0 = rows[0]
+                rate = f"opened in {r0['open_s']:.2f} s"
+                detail = f"RSS {r0['idle_kb'] / 1024:.1f} → {r0['peak_kb'] / 1024:.1f} MiB"
+            elif workload == "stream":
+                rate = f"{med('msg_per_s'):,.0f} msg/s"
+                detail = f"{med('wall_s'):.2f} s wall, {len(rows)} run{'s' if len(rows) > 1 else ''}"
+                bad = [f"HTTP {r['status']}, {r['msgs']:,} msgs, last {r['last'][:120]!r}" for r in rows
+                       if r["status"] != "200" or r["msgs"] != STREAM_COUNT]  # fmt: skip
+                detail += f"; **{bad[0]}**" if bad else ""
+            else:
+                errors = sum(r["non2xx"] for r in rows)
+                sock = "; ".join(r["sock_errors"] for r in rows if r["sock_errors"])
+                rate = f"{med('rps'):,.0f} req/s" + (f", **{errors} non-2xx**" if errors else "")
+                rate += f", **socket errors: {sock}**" if sock else ""
+                detail = f"{med('p50_ms'):.2f} / {med('p99_ms'):.2f}"
+            ratios = [ratio(v, workload, b) if b != gw.key else "" for b in BASELINES]
+            cells = [title, gw.label, rate, detail, f"{v:.1f}", *ratios, noise, target(gw, workload, v)]
+            lines.append("| " + " | ".join(cells) + " |")
+    go_corpus = codegen.get("go corpus", {})
+    go_wall = None if go_corpus.get("error") else go_corpus.get("wall_s")
+    for key, title, who in (
+        ("ours corpus", CORPUS_TITLE, "ours (protoc-gen-pygateway)"),
+        ("go corpus", CORPUS_TITLE, "protoc-gen-grpc-gateway 1.6.4"),
+        ("ours small", "codegen, one small file (testdata shop.proto): wall s", "ours"),
+    ):  # fmt: skip
+        c = codegen.get(key)
+        if not c:
+            continue
+        if c["error"]:
+            lines.append(f"| {title} | {who} | **failed: {c['error']!r}** |" + " |" * 7)
+            continue
+        v, alone = c["wall_s"], codegen.get(f"{key}, protoc alone")
+        detail = f"protoc alone (no plugin): {alone['wall_s']:.2f} s" if alone else ""
+        go_ratio, goal = "", ""
+        if key == "ours corpus":
+            go_ratio = f"{v / go_wall:.2f}x" if go_wall else "n/a"
+            goal = "≤ Go" + ("" if not go_wall else ": met" if v <= go_wall else ": **not met**")
+        elif key == "ours small":
+            goal = "< 0.3 s" + (": met" if v < 0.3 else ": **not met**")
+        lines.append(
+            f"| {title} | {who} | median of {len(c['walls'])} | {detail} | {v:.3f} | {go_ratio} | | | |"
+            f" {goal} |"
+        )
+    lines += [
+        "",
+        f"Medians of {runs} run(s). value = gateway CPU (utime+stime of its process group) per request or"
+        " message,"
+        " RSS growth per open stream, or codegen wall time; ÷ = that value divided by the same figure of the"
+        " baseline in this run. other CPU = machine busy time not used by the gateway, upstream or load"
+        " generator during the noisiest run (foreign load if clearly positive).",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 run of 3 s, 1 stream run, 1 codegen run (~2 min)")
+    ap.add_argument("--runs", type=int, help="runs per gateway and workload, medians (default 3; quick 1)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 5; quick 3)")
+    ap.add_argument("--only", default="http,stream,rss,codegen", help="sections to run")
+    ap.add_argument("--gateways", default=",".join(ALL_GATEWAYS), help="gateways to measure")
+    ap.add_argument("--upstream", choices=("auto", "go", "python"), default="auto")
+    ap.add_argument(
+        "--clean",
+        action="store_true",
+        help="machine shared with other work: wait (<= 10 s) for it to go quiet before each run and repeat a"
+        " noisy run once (longer, less bounded)",
+    )
+    ap.add_argument("--no-build-go", action="store_true", help="do not try to build the Go anchor")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.md")
+    args = ap.parse_args()
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.duration = args.duration or (3 if args.quick else 5)
+    sections = set(args.only.split(","))
+    wanted = args.gateways.split(",")
+    for unknown in sorted(set(wanted) - set(ALL_GATEWAYS)) + sorted(
+        sections - {"http", "stream", "rss", "codegen"}
+    ):
+        ap.error(f"unknown gateway or section: {unknown}")
+
+    # make's timeout sends SIGTERM: exit through the finally blocks that stop every process we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 1,000 streams; the gateways inherit it
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if "http" in sections:
+        ensure_wrk()
+    if "stream" in sections and not shutil.which("curl"):
+        sys.exit("curl is missing (apt-get install curl); the stream section needs it")
+
+    go_dir = None if args.upstream == "python" else go_bins(build=not args.no_build_go)
+    if args.upstream == "go" and not go_dir:
+        sys.exit(f"the Go anchor is not built: {ANCHOR_SRC}/build.sh --install-deps installs its toolchain")
+    gen = WORK / "gen"
+    generate(gen)
+    upstream_addr = f"127.0.0.1:{free_port()}"
+    if go_dir:
+        upstream_cmd = [str(go_dir / "server"), "-addr", upstream_addr]
+        upstream_desc = f"Go gRPC backend (grpc-go; {go_dir / 'server'}, from the grpc-gateway-go anchor)"
+    else:
+        upstream_cmd = [PY, str(HERE / "echo_backend.py"), str(gen), upstream_addr]
+        upstream_desc = "Python grpc.aio backend (bench/echo_backend.py): the Go anchor is not built"
+    log(f"upstream: {upstream_desc} on {upstream_addr}")
+    load = " ".join(open("/proc/loadavg").read().split()[:3])
+    header = [
+        f"# make bench, {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        "",
+        f"- upstream: **{upstream_desc}**" + ("" if go_dir else "; Go grpc-gateway: n/a"),
+        f"- machine: {os.cpu_count()} cores ({cpu_model()}), Linux {os.uname().release},"
+        f" loadavg before {load};"
+        " gateways, upstream and load generator share the cores (no pinning)",
+        f"- {versions(bool(go_dir))}",
+        f"- wrk -t1 -c32 -d{args.duration}s --latency: {args.runs} run(s) per gateway and workload after a"
+        " warm-up,"
+        f" gateways interleaved; CPU from /proc/PID/stat ({1000 // TCK} ms ticks)",
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(gen), UPSTREAM=upstream_addr, PYTHONUNBUFFERED="1")
+    all_gws = gateways(gen, upstream_addr, go_dir)
+    gws = {k: all_gws[k] for k in wanted if k in all_gws}
+    codegen: dict[str, dict[str, Any]] = {}
+    upstream = spawn("upstream", upstream_cmd, int(upstream_addr.rsplit(":", 1)[1]), WORK)
+    try:
+        wait_port(upstream)
+        if sections & {"http", "stream"}:
+            for gw in gws.values():
+                try:
+                    gw.proc = gw.start(gen, env)
+                    log(f"started {gw.key}: {gw.label}, pid {gw.proc.pid}, port {gw.proc.port}")
+                except RuntimeError as exc:
+                    gw.error = str(exc)
+                    log(f"{gw.key} failed to start: {exc}")
+        up = [g for g in gws.values() if g.proc]
+        if "http" in sections:
+            measure_http(up, upstream.pid, args.runs, args.duration, 1 if args.quick else 2, args.clean)
+        if "stream" in sections:
+            measure_stream([g for g in up if g.key in STREAM_GATEWAYS], upstream.pid, args.runs, args.clean)
+        for gw in up:
+            stop(gw.proc.popen)  # type: ignore[union-attr]
+        if "rss" in sections:
+            rss = [g for g in gws.values() if g.key in RSS_GATEWAYS and not g.error]
+            measure_rss(rss, gen, env, hold=4.0 if args.quick else 6.0)
+        if "codegen" in sections:
+            codegen = measure_codegen(1 if args.quick else 3)
+    finally:
+        for gw in gws.values():
+            if gw.proc:
+                stop(gw.proc.popen)
+        stop(upstream.popen)
+    table = report(gws, codegen, header, args.runs)
+    print(table)
+    args.out.write_text(table + "\n")
+    raw = {k: {"label": g.label, "error": g.error, "rows": g.rows} for k, g in gws.items()}
+    meta = {"header": header, "upstream": upstream_desc, "runs": args.runs, "duration": args.duration}
+    args.out.with_suffix(".json").write_text(
+        json.dumps({**meta, "gateways": raw, "codegen": codegen}, indent=1)
+    )
+    log(f"wrote {args.out} and {args.out.with_suffix('.json')}; logs in {WORK / 'logs'}")
+    return 0
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
