@@ -444,6 +444,17 @@ def measure_rss(gws: list[Gateway], cwd: Path, env: dict[str, str], hold: float)
         log(f"rss {gw.key:12s} {row}")
 
 
+def measure_floor(gen: Path, upstream: str) -> dict[str, Any]:
+    """bench/grpc_floor.py against the same upstream: grpcio's own client cost, with no gateway at all."""
+    log("floor: grpcio client calls alone (bench/grpc_floor.py)")
+    done = run([PY, str(HERE / "grpc_floor.py"), str(gen), upstream], timeout=300)
+    if done.returncode != 0:
+        return {"error": (done.stderr or done.stdout)[-300:]}
+    result: dict[str, Any] = json.loads(done.stdout)
+    log(f"floor: {result}")
+    return result
+
+
 def measure_codegen(runs: int) -> dict[str, dict[str, Any]]:
     corpus = WORK / "corpus"
     shutil.rmtree(corpus, ignore_errors=True)
@@ -491,7 +502,13 @@ COLUMNS = ["measurement", "gateway", "rate", "p50 / p99 ms, or detail", "value",
            "÷ raw ASGI", "other CPU (max)", "target (issue 5)"]  # fmt: skip
 
 
-def report(gws: dict[str, Gateway], codegen: dict[str, dict[str, Any]], header: list[str], runs: int) -> str:
+def report(
+    gws: dict[str, Gateway],
+    codegen: dict[str, dict[str, Any]],
+    header: list[str],
+    runs: int,
+    floor: dict[str, Any] | None = None,
+) -> str:
     def value(gw: Gateway, workload: str) -> float | None:
         rows = gw.rows.get(workload)
         if not rows or "error" in rows[0]:
@@ -558,6 +575,7 @@ def report(gws: dict[str, Gateway], codegen: dict[str, dict[str, Any]], header: 
             ratios = [ratio(v, workload, b) if b != gw.key else "" for b in BASELINES]
             cells = [title, gw.label, rate, detail, f"{v:.1f}", *ratios, noise, target(gw, workload, v)]
             lines.append("| " + " | ".join(cells) + " |")
+    lines += floor_rows(floor or {}, gws.get("go"), value)
     go_corpus = codegen.get("go corpus", {})
     go_wall = None if go_corpus.get("error") else go_corpus.get("wall_s")
     for key, title, who in (
@@ -602,7 +620,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1 run of 3 s, 1 stream run, 1 codegen run (~2 min)")
     ap.add_argument("--runs", type=int, help="runs per gateway and workload, medians (default 3; quick 1)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 5; quick 3)")
-    ap.add_argument("--only", default="http,stream,rss,codegen", help="sections to run")
+    ap.add_argument("--only", default="http,stream,floor,rss,codegen", help="sections to run")
     ap.add_argument("--gateways", default=",".join(ALL_GATEWAYS), help="gateways to measure")
     ap.add_argument("--upstream", choices=("auto", "go", "python"), default="auto")
     ap.add_argument(
@@ -619,7 +637,7 @@ def main() -> int:
     sections = set(args.only.split(","))
     wanted = args.gateways.split(",")
     for unknown in sorted(set(wanted) - set(ALL_GATEWAYS)) + sorted(
-        sections - {"http", "stream", "rss", "codegen"}
+        sections - {"http", "stream", "floor", "rss", "codegen"}
     ):
         ap.error(f"unknown gateway or section: {unknown}")
 
@@ -664,6 +682,7 @@ def main() -> int:
     all_gws = gateways(gen, upstream_addr, go_dir)
     gws = {k: all_gws[k] for k in wanted if k in all_gws}
     codegen: dict[str, dict[str, Any]] = {}
+    floor: dict[str, Any] = {}
     upstream = spawn("upstream", upstream_cmd, int(upstream_addr.rsplit(":", 1)[1]), WORK)
     try:
         wait_port(upstream)
@@ -682,6 +701,8 @@ def main() -> int:
             measure_stream([g for g in up if g.key in STREAM_GATEWAYS], upstream.pid, args.runs, args.clean)
         for gw in up:
             stop(gw.proc.popen)  # type: ignore[union-attr]
+        if "floor" in sections:
+            floor = measure_floor(gen, upstream_addr)
         if "rss" in sections:
             rss = [g for g in gws.values() if g.key in RSS_GATEWAYS and not g.error]
             measure_rss(rss, gen, env, hold=4.0 if args.quick else 6.0)
@@ -692,16 +713,44 @@ def main() -> int:
             if gw.proc:
                 stop(gw.proc.popen)
         stop(upstream.popen)
-    table = report(gws, codegen, header, args.runs)
+    table = report(gws, codegen, header, args.runs, floor)
     print(table)
     args.out.write_text(table + "\n")
     raw = {k: {"label": g.label, "error": g.error, "rows": g.rows} for k, g in gws.items()}
     meta = {"header": header, "upstream": upstream_desc, "runs": args.runs, "duration": args.duration}
     args.out.with_suffix(".json").write_text(
-        json.dumps({**meta, "gateways": raw, "codegen": codegen}, indent=1)
+        json.dumps({**meta, "gateways": raw, "codegen": codegen, "floor": floor}, indent=1)
     )
     log(f"wrote {args.out} and {args.out.with_suffix('.json')}; logs in {WORK / 'logs'}")
     return 0
+
+
+def floor_rows(
+    floor: dict[str, Any], go: Gateway | None, value: Callable[[Gateway, str], float | None]
+) -> list[str]:
+    """Rows of the grpcio floor: what the client calls alone cost, next to Go's whole gateway."""
+    if not floor:
+        return []
+    who = "grpcio client alone (bench/grpc_floor.py: no HTTP server, no gateway code)"
+    if "error" in floor:
+        return [f"| grpcio floor | {who} | **failed: {floor['error']!r}** |" + " |" * 7]
+    rows = []
+    for workload, key, title, detail in (
+        ("POST", "unary_as_gateway", "unary Echo call: CPU µs/call",
+         f"plain call: {floor['unary']:.1f}; as a gateway calls it: + 2 metadata, await initial/trailing"),
+        ("stream", "stream", "stream of 100,000 msgs: CPU µs/msg",
+         f"`await call.read()`; the sync API: {floor['stream_sync']:.1f}"),
+    ):  # fmt: skip
+        v = float(floor[key])
+        base = value(go, workload) if go is not None else None
+        r = f"{v / base:.2f}x" if base else "n/a"
+        note = (
+            "the floor alone, before any HTTP or JSON work"
+            if workload == "POST"
+            else f"above the 25 µs/msg target: {'**unreachable with grpcio**' if v > 25 else 'reachable'}"
+        )
+        rows.append(f"| {title} | {who} |  | {detail} | {v:.1f} | {r} |  |  |  | {note} |")
+    return rows
 
 
 def cpu_model() -> str:
