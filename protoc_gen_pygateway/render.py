@@ -1,11 +1,15 @@
-"""Render the view model with Jinja: StrictUndefined, no side effects, output fixed by the model alone."""
+"""Render the view model with Jinja: StrictUndefined, output fixed by the model alone (compiled templates are
+cached between runs, see _TemplateCache, which never changes the output)."""
 
 from __future__ import annotations
 
+import contextlib
 import keyword
+import os
 from importlib import resources
 
 import jinja2
+import jinja2.bccache
 
 from . import __version__
 from .httprule import CompiledTemplate
@@ -85,9 +89,36 @@ def _reply(binding: Binding, method: Method, service: Service, level: str) -> st
     return codec.bytes if level == "bytes" else codec.data
 
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept between runs (about 70 ms of a ~90 ms generation is compiling them). Jinja's
+    default directory is a private per-user temporary folder; keys hold the template source's checksum and
+    the Python version, so a stale entry is never used. Output never depends on it, and any I/O problem
+    just means compiling again. PYGATEWAY_TEMPLATE_CACHE=off turns it off (hermetic build sandboxes)."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, EOFError, ValueError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    if os.environ.get("PYGATEWAY_TEMPLATE_CACHE", "").lower() in ("off", "0", "false", "no"):
+        return None
+    try:
+        return _TemplateCache(pattern=f"protoc-gen-pygateway-{__version__}-%s.cache")
+    except (OSError, RuntimeError):  # no usable temporary directory
+        return None
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=_loader(),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -689,3 +689,31 @@ def test_editions_through_protoc(
     result = protoc([f"-I{root}", f"--pygateway_out={tmp_path}", "ed2024.proto"])
     assert result.returncode != 0
     assert "2024" in result.stderr and "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------------- template cache
+
+
+def test_template_cache_never_changes_the_output(
+    shop_request: plugin_pb2.CodeGeneratorRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compiled templates are cached in a private temporary folder: the output is the same without the
+    cache, with a cold and a warm one, and with a corrupt or truncated cache (it is then just rebuilt)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PYGATEWAY_TEMPLATE_CACHE", "off")
+    uncached = generated(shop_request, "openapi=true")
+    assert not list(tmp_path.rglob("*.cache"))
+    monkeypatch.delenv("PYGATEWAY_TEMPLATE_CACHE")
+    assert generated(shop_request, "openapi=true") == uncached  # cold: fills the cache
+    entries = sorted(tmp_path.rglob("protoc-gen-pygateway-*.cache"))
+    assert len(entries) == 3, entries  # service, runtime and serve templates
+    assert generated(shop_request, "openapi=true") == uncached  # warm
+    for entry in entries:
+        data = entry.read_bytes()
+        entry.write_bytes(data[: len(data) // 2])  # truncated mid-marshal
+    assert generated(shop_request, "openapi=true") == uncached
+    for entry in entries:
+        entry.write_bytes(b"not a cache entry")
+    assert generated(shop_request, "openapi=true") == uncached
