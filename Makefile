@@ -43,7 +43,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) ## ours vs Go grpc-gateway + FastAPI/raw ASGI: CPU/req, streams, RSS, codegen (~5 min; BENCH_ARGS=--quick)
+bench: $(BENCH_STAMP) ## ours vs Go grpc-gateway + FastAPI/raw ASGI: CPU/req, streams, RSS, codegen (~6 min; BENCH_ARGS=--quick)
 	timeout 900 $(PY) -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff + mypy --strict on the plugin, demo and tests
