@@ -182,7 +182,9 @@ class CodecBuilder:
             output = self.pool.FindMessageTypeByName(m.output.full_name)
             made: dict[str, tuple[str, str]] = {}  # response_body name -> (data, bytes) expressions
             for b in m.bindings:
-                if b.body.kind != "none":
+                # No fast path when max_json_depth lets a body reach json_format's limit of 100 message
+                # levels: json_format alone then reports it, with its own message.
+                if b.body.kind != "none" and self.options.max_json_depth < 100:
                     request = self.pool.FindMessageTypeByName(m.input.full_name)
                     if request.full_name not in WELL_KNOWN:
                         decoder_names[request.full_name] = self.decoder(request)

@@ -27,11 +27,8 @@ def _loader() -> jinja2.BaseLoader:
     )
 
 
-_pyrepr = pyrepr
-
-
 def _pytuple(items: tuple[object, ...]) -> str:
-    inner = ", ".join(_pytuple(i) if isinstance(i, tuple) else _pyrepr(i) for i in items)
+    inner = ", ".join(_pytuple(i) if isinstance(i, tuple) else pyrepr(i) for i in items)
     return f"({inner},)" if len(items) == 1 else f"({inner})"
 
 
@@ -62,30 +59,12 @@ def _path_assignment(param: PathParam) -> str:
     return f"    {parent}.{leaf} = {converted}"
 
 
-def _json_key(field: FieldRef, options: Options) -> str:
-    return field.name if options.use_proto_names else field.json_name
-
-
-def _encoder(binding: Binding, level: str, options: Options) -> str:
-    """The expression turning a reply into JSON bytes (`level="bytes"`) or JSON data (`"data"`)."""
-    field = binding.response_body
-    if level == "bytes":
-        whole, part = "_JSON.encode", "_JSON.encode_field"
-    else:
-        whole, part = "_JSON.data", "_JSON.field_data"
-    if field is None:
-        return whole
-    if field.kind == "message" and not field.repeated:
-        access = f'getattr(reply, "{field.name}")' if keyword.iskeyword(field.name) else f"reply.{field.name}"
-        return f"lambda reply: {whole}({access})"
-    return f"lambda reply: {part}(reply, {_pyrepr(_json_key(field, options))})"
-
-
 def _reply(binding: Binding, method: Method, service: Service, level: str) -> str:
-    """The generated reply codec of a binding (see codecs.py): JSON bytes or data, as `_encoder`."""
+    """The expression a handler passes the runtime to turn replies into JSON bytes (`level="bytes"`) or
+    JSON data (`"data"`): the binding's generated reply codec (codecs.py)."""
     codec = service.codecs.reply(method.name, binding.index)
-    if codec is None:  # a model built without codecs
-        return _encoder(binding, level, service.options)
+    if codec is None:
+        raise ValueError(f"no reply codec for {method.name} binding {binding.index}")  # a builder bug
     return codec.bytes if level == "bytes" else codec.data
 
 
@@ -126,12 +105,10 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters.update(
-        pyrepr=_pyrepr,
+        pyrepr=pyrepr,
         pytuple=_pytuple,
         captures=_captures,
         path_assignment=_path_assignment,
-        json_key=_json_key,
-        encoder=_encoder,
         reply=_reply,
     )
     return env

@@ -21,6 +21,7 @@ import copy
 import importlib.util
 import itertools
 import json
+import keyword
 import math
 import sys
 import types
@@ -44,9 +45,10 @@ from hypothesis import strategies as st
 
 from protoc_gen_pygateway.builder import build_services
 from protoc_gen_pygateway.descriptors import Registry
-from protoc_gen_pygateway.options import parse_options
+from protoc_gen_pygateway.model import Binding
+from protoc_gen_pygateway.options import Options, parse_options
 from protoc_gen_pygateway.plugin import generate
-from protoc_gen_pygateway.render import _encoder, _reply
+from protoc_gen_pygateway.render import _reply
 from tests.golden import OTHER_CASES
 from tests.protoc_support import code_generator_request, generate_tree
 
@@ -375,6 +377,22 @@ def test_encoder_edge_values(variants: dict[tuple[bool, bool, bool], Variant], p
     assert variants[(False, False, False)].main._encode_scalars(pb.Scalars(f_enum=1))["fEnum"] == "COLOR_RED"
 
 
+def json_style_expression(binding: Binding, level: str, options: Options) -> str:
+    """The reference: the `_JSON.*` expression handlers passed before specialisation (JsonStyle, i.e.
+    json_format), for JSON bytes (`level="bytes"`) or JSON data (`"data"`)."""
+    field = binding.response_body
+    whole, part = (
+        ("_JSON.encode", "_JSON.encode_field") if level == "bytes" else ("_JSON.data", "_JSON.field_data")
+    )
+    if field is None:
+        return whole
+    if field.kind == "message" and not field.repeated:
+        access = f'getattr(reply, "{field.name}")' if keyword.iskeyword(field.name) else f"reply.{field.name}"
+        return f"lambda reply: {whole}({access})"
+    key = field.name if options.use_proto_names else field.json_name
+    return f"lambda reply: {part}(reply, {key!r})"
+
+
 def reply_cases(variant: Variant) -> Iterator[tuple[str, Any, Callable[[Any], Any], Callable[[Any], Any]]]:
     """(label, output class name, new function, old function) for every reply codec of the variant."""
     for file, service in variant.services.items():
@@ -386,7 +404,7 @@ def reply_cases(variant: Variant) -> Iterator[tuple[str, Any, Callable[[Any], An
                     levels.append("data")
                 for level in levels:
                     new = eval(_reply(binding, method, service, level), module.__dict__)
-                    old = eval(_encoder(binding, level, service.options), module.__dict__)
+                    old = eval(json_style_expression(binding, level, service.options), module.__dict__)
                     label = f"{method.name}[{binding.index}] {level}"
                     yield label, method.output, new, old
 

@@ -717,3 +717,14 @@ def test_template_cache_never_changes_the_output(
     for entry in entries:
         entry.write_bytes(b"not a cache entry")
     assert generated(shop_request, "openapi=true") == uncached
+
+
+def test_no_fast_decoders_when_bodies_may_reach_json_formats_depth_limit(
+    shop_request: plugin_pb2.CodeGeneratorRequest,
+) -> None:
+    """json_format refuses messages nested 100 deep with its own message: a module whose max_json_depth
+    admits such bodies leaves every body to json_format (decided here, not per request)."""
+    below = generated(shop_request, "max_json_depth=99")["shop/v1/shop_pb2_gateway_shop_service.py"]
+    at = generated(shop_request, "max_json_depth=100")["shop/v1/shop_pb2_gateway_shop_service.py"]
+    assert "def _decode_" in below and "body, _decode_" in below
+    assert "def _decode_" not in at and "body, _decode_" not in at and "fast=_decode_" not in at

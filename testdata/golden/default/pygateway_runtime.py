@@ -1445,10 +1445,10 @@ class JsonStyle:
         field names, each field once, at most one member per oneof, values of exactly the expected Python
         type and in range, no null, no bytes or well-known-type fields), and it sets each field with the
         very values json_format.ParseDict would set after `_check_objects` accepted the body. Anything
-        else, including any exception, is left to that slow path, with its exact messages. Skipped when
-        `max_depth` would let a body reach json_format's limit of 100 message levels.
+        else, including any exception, is left to that slow path, with its exact messages. (Modules whose
+        max_json_depth would let a body reach json_format's limit of 100 message levels have no decoders.)
         """
-        if type(data) is not dict or self.max_depth >= 100:
+        if type(data) is not dict:
             return False
         try:
             if fast(data, payload):
