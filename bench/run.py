@@ -8,9 +8,10 @@ toolchain is installed: `build.sh --install-deps` there installs it), else a grp
 (bench/echo_backend.py); the table says which. All gateways run at once against that one upstream, each in
 its own process group on its own loopback port:
 
-  ours          python -m pygateway_serve with default options (--server auto)
-  ours-granian  the same with --websocket off (auto then picks granian, as for modules without streams)
-  ours-h11      the same with --server uvicorn --websocket off
+  ours          python -m pygateway_serve with default options (embedded granian on uvloop, WebSocket on
+                because the bench service streams)
+  ours-granian  the same with --websocket off (as for modules without streams)
+  ours-h11      the same with --server uvicorn (h11 + wsproto, the alternative server)
   fastapi, raw  bench/baselines/: FastAPI + json_format, and the leanest raw ASGI handler; uvicorn's
                 defaults (httptools + uvloop), access log off
   go            Go grpc-gateway v1.6.4 (stock ServeMux, net/http), when built
@@ -271,8 +272,11 @@ class Gateway:
             raise
         if self.key.startswith("ours") and "→" not in self.label:  # the server `auto` picked, from the log
             text = proc.log.read_text(errors="replace").rsplit("=====", 1)[-1].lower()
-            server = "granian" if "granian" in text else "uvicorn h11" if "uvicorn" in text else "?"
-            self.label += f" → {server}{' + wsproto' if self.websocket and 'uvicorn' in server else ''}"
+            server = (
+                "granian (embedded)" if "granian" in text else "uvicorn h11" if "uvicorn" in text else "?"
+            )
+            ws = (" + wsproto" if "uvicorn" in server else " + WebSocket") if self.websocket else ""
+            self.label += f" → {server}{ws}"
         return proc
 
 
@@ -288,11 +292,10 @@ def gateways(gen: Path, upstream: str, go_dir: Path | None) -> dict[str, Gateway
     def baseline(module: str) -> Callable[[int], list[str]]:
         return lambda port: [*uvicorn, "--port", str(port), f"{module}:app"]
 
-    H11 = ("--server", "uvicorn", "--websocket", "off")  # noqa: N806
     gws = [  # ours first: its label says which server `--server auto` picked
         Gateway("ours", "ours, default" + (" (WebSocket routes)" if ws_routes else ""), ours(), ws_routes),
         Gateway("ours-granian", "ours, --websocket off", ours("--websocket", "off")),
-        Gateway("ours-h11", "ours, --server uvicorn --websocket off", ours(*H11)),
+        Gateway("ours-h11", "ours, --server uvicorn", ours("--server", "uvicorn"), ws_routes),
         Gateway("fastapi", "FastAPI + json_format (uvicorn httptools+uvloop)", baseline("naive_fastapi")),
         Gateway("raw", "raw ASGI handler (uvicorn httptools+uvloop)", baseline("raw_asgi")),
     ]  # fmt: skip

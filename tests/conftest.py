@@ -94,7 +94,16 @@ def backend(gen_dir: Path) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def gateway(gen_dir: Path, backend: object) -> Iterator[GatewayServer]:
+    """The serve command as shipped: embedded granian with WebSocket on (the feed service has WS routes)."""
     server = GatewayServer(gen_dir, backend.port)  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def uvicorn_gateway(gen_dir: Path, backend: object) -> Iterator[GatewayServer]:
+    """The serve command's alternative server: `--server uvicorn` (h11 + wsproto)."""
+    server = GatewayServer(gen_dir, backend.port, ["--server", "uvicorn"])  # type: ignore[attr-defined]
     yield server
     server.stop()
 

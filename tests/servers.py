@@ -50,6 +50,9 @@ CONFIGS: dict[str, tuple[str, dict[str, str]]] = {
     "uvicorn-httptools-wsproto": ("uvicorn", {"http": "httptools", "ws": "wsproto"}),
     "granian": ("granian", {"http": "1", "ws": "off"}),
     "granian-ws": ("granian", {"http": "1", "ws": "on"}),
+    # What the serve command runs for modules with WebSocket routes: granian embedded in its own loop,
+    # WebSocket on, handshakes to routes without WebSocket refused by accept + error message + close.
+    "granian-embedded-ws": ("serve-command", {"server": "granian", "websocket": "on"}),
     "hypercorn": ("hypercorn", {}),
 }
 

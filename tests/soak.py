@@ -296,9 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-ms", type=int, default=1000, help="pause between two events of a stream")
     parser.add_argument(
         "--server",
-        choices=("uvicorn", "granian"),
-        default="uvicorn",
-        help="uvicorn: the serve command's default with streaming modules; granian: --websocket off",
+        choices=("default", "uvicorn", "granian"),
+        default="default",
+        help="default: the serve command as shipped (embedded granian, WebSocket on); uvicorn: --server "
+        "uvicorn; granian: --websocket off",
     )
     args = parser.parse_args(argv)
     count = max(int(args.seconds * 1000 / args.interval_ms), 1)
@@ -315,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         gen = Path(tmp)
         generate_tree(gen, SHOP)
         with backend_process(gen) as backend_port:
-            extra = ["--websocket", "off", "--server", "granian"] if args.server == "granian" else []
+            extra = {"default": [], "uvicorn": ["--server", "uvicorn"], "granian": ["--websocket", "off"]}[
+                args.server
+            ]
             gateway = GatewayServer(gen, backend_port, extra=extra)
             try:
                 # Warm up: the upstream channel and the first imports happen on the first request.

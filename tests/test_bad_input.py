@@ -50,7 +50,9 @@ class Served:
 @pytest.fixture(params=["uvicorn", "granian"])
 def server(request: pytest.FixtureRequest, backend: Any) -> Served:
     """Each of the two servers the serve command picks, with a fresh backend recorder."""
-    chosen: GatewayServer = request.getfixturevalue("gateway" if request.param == "uvicorn" else "granian")
+    chosen: GatewayServer = request.getfixturevalue(
+        "uvicorn_gateway" if request.param == "uvicorn" else "granian"
+    )
     backend.reset()
     return Served(request.param, chosen.port)
 

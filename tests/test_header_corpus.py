@@ -598,9 +598,9 @@ UVICORN_EXAMPLES = 600
 GRANIAN_EXAMPLES = 400
 
 
-def test_header_corpus_uvicorn(gateway: GatewayServer, backend: Any) -> None:
+def test_header_corpus_uvicorn(uvicorn_gateway: GatewayServer, backend: Any) -> None:
     backend.reset()
-    stats = run_corpus(gateway.port, backend, examples=UVICORN_EXAMPLES, uvicorn=True)
+    stats = run_corpus(uvicorn_gateway.port, backend, examples=UVICORN_EXAMPLES, uvicorn=True)
     report("uvicorn", stats)
     assert stats.requests >= UVICORN_EXAMPLES
 
@@ -615,7 +615,9 @@ def test_header_corpus_granian(granian: GatewayServer, backend: Any) -> None:
 
 @pytest.fixture(params=["uvicorn", "granian"])
 def server(request: pytest.FixtureRequest) -> GatewayServer:
-    server: GatewayServer = request.getfixturevalue("gateway" if request.param == "uvicorn" else "granian")
+    server: GatewayServer = request.getfixturevalue(
+        "uvicorn_gateway" if request.param == "uvicorn" else "granian"
+    )
     return server
 
 
@@ -764,7 +766,8 @@ def http_head(lines: list[tuple[str, str]]) -> bytes:
     )
 
 
-def test_head_size_limits(gateway: GatewayServer, granian: GatewayServer, backend: Any) -> None:
+def test_head_size_limits(uvicorn_gateway: GatewayServer, granian: GatewayServer, backend: Any) -> None:
+    gateway = uvicorn_gateway
     """The limits the corpus stays within: uvicorn (h11) refuses a head that grows past 16 KiB while still
     incomplete; granian (hyper) refuses more than 100 header fields with 431. Below them, both answer."""
     backend.reset()

@@ -48,7 +48,9 @@ def check(summary: Summary, backend: Any) -> None:
 
 @pytest.mark.parametrize("server", ["uvicorn", "granian"])
 def test_concurrent_streams_lose_nothing(request: pytest.FixtureRequest, backend: Any, server: str) -> None:
-    gateway: GatewayServer = request.getfixturevalue("gateway" if server == "uvicorn" else "granian_streams")
+    gateway: GatewayServer = request.getfixturevalue(
+        "uvicorn_gateway" if server == "uvicorn" else "granian_streams"
+    )
     assert httpx.get(gateway.url + "/v1/metadata").headers.get("server") == (
         "granian" if server == "granian" else None
     )

@@ -32,8 +32,16 @@ pytestmark = pytest.mark.timeout(60)
 BOOK = "/v1/shelves/fiction/books/dune"
 WATCH = "/v1/shelves/fiction/events:watch"
 LONG_WATCH = WATCH + "?count=1000&intervalMs=100"
-#: server name -> serve arguments selecting it; granian serves the streaming routes without WebSocket
-SERVERS = {"uvicorn": [], "granian": ["--server", "granian", "--websocket", "off"]}
+#: server name -> serve arguments selecting it. The default is embedded granian with WebSocket on (the feed
+#: service has WebSocket routes).
+SERVERS = {
+    "default": [],
+    "uvicorn": ["--server", "uvicorn"],
+    "granian-no-ws": ["--websocket", "off"],
+    "asyncio-loop": ["--loop", "asyncio"],
+}
+#: the servers with WebSocket on
+WS_SERVERS = ["default", "uvicorn"]
 SHUTDOWN_STATUS = {"code": 14, "message": "gateway shutting down", "details": []}
 PROMPTLY = 1.0  # open streams end within this many seconds of SIGTERM
 
@@ -167,9 +175,10 @@ def test_grace_period_cancels_what_still_runs(gen_dir: Path, backend: Any, serve
         gateway.stop()
 
 
-def test_sigterm_ends_websocket_streams_with_1001(gen_dir: Path, backend: Any) -> None:
+@pytest.mark.parametrize("server", WS_SERVERS)
+def test_sigterm_ends_websocket_streams_with_1001(gen_dir: Path, backend: Any, server: str) -> None:
     backend.reset()
-    gateway = GatewayServer(gen_dir, backend.port)  # uvicorn: the feed service has WebSocket routes
+    gateway = GatewayServer(gen_dir, backend.port, SERVERS[server])
     try:
         url = gateway.url.replace("http://", "ws://") + LONG_WATCH
         with connect(url, open_timeout=5) as ws:
@@ -191,11 +200,12 @@ def test_sigterm_ends_websocket_streams_with_1001(gen_dir: Path, backend: Any) -
         gateway.stop()
 
 
-def test_sigterm_client_streams_and_streams_not_started(gen_dir: Path, backend: Any) -> None:
+@pytest.mark.parametrize("server", WS_SERVERS)
+def test_sigterm_client_streams_and_streams_not_started(gen_dir: Path, backend: Any, server: str) -> None:
     """An upload still sending its body ends with 503; one whose body is complete gets its reply; a
     stream still waiting for its first message ends with a 503 whose body is the shutdown error line."""
     backend.reset()
-    gateway = GatewayServer(gen_dir, backend.port)
+    gateway = GatewayServer(gen_dir, backend.port, SERVERS[server])
     try:
         sending = RawStream(gateway.port, timeout=10)
         sending.send(start_request("POST", "/v1/uploads", chunked=True))

@@ -160,7 +160,7 @@ async def scenario(port: int) -> Outcome:
 
 @pytest.mark.parametrize("server", ["uvicorn", "granian"])
 def test_slow_loris_does_not_starve_others(request: pytest.FixtureRequest, backend: Any, server: str) -> None:
-    gateway: GatewayServer = request.getfixturevalue("gateway" if server == "uvicorn" else "granian")
+    gateway: GatewayServer = request.getfixturevalue("uvicorn_gateway" if server == "uvicorn" else "granian")
     backend.reset()
     outcome = asyncio.run(scenario(gateway.port))
     dropped = sum(t.closed_by_server for t in outcome.tricklers)

@@ -253,6 +253,35 @@ def test_json_roundtrip(rt: types.ModuleType, pb: types.ModuleType, data: st.Dat
         assert again == text
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3.4028235e+38", 3.4028234663852886e38),  # how protobuf prints float32's largest value
+        ('"-3.4028235e+38"', -3.4028234663852886e38),
+        ("3.4028234663852886e+38", 3.4028234663852886e38),
+        ("1.5", 1.5),
+    ],
+)
+def test_float32_largest_value_as_printed_is_accepted(
+    rt: types.ModuleType, pb: types.ModuleType, text: str, expected: float
+) -> None:
+    """json_format refuses 3.4028235e+38 ("Float value too large") though it prints FLT_MAX that way."""
+    style = rt.JsonStyle(False, False, False, False)
+    msg = pb.ScalarsRequest()
+    style.parse(msg, f'{{"fFloat": {text}}}'.encode())
+    assert msg.f_float == expected
+    again = pb.ScalarsRequest()
+    style.parse(again, style.encode(msg))
+    assert again.f_float == expected
+
+
+@pytest.mark.parametrize("text", ["3.41e+38", "-3.5e38", "1e39"])
+def test_float32_out_of_range_is_refused(rt: types.ModuleType, pb: types.ModuleType, text: str) -> None:
+    with pytest.raises(rt.HttpError) as refused:
+        rt.JsonStyle(False, False, False, False).parse(pb.ScalarsRequest(), f'{{"fFloat": {text}}}'.encode())
+    assert refused.value.status == 400 and "fFloat" in refused.value.message
+
+
 def has_unordered_map(msg: Any) -> bool:
     """Whether `msg` holds a map (a Struct is one) with two entries or more somewhere. protobuf prints
     map entries in its hash map's iteration order, which is neither insertion nor key order and can

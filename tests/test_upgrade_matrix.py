@@ -107,7 +107,8 @@ CELLS: dict[str, tuple[str, str]] = {
     "ws": (
         "unary",
         "a valid WebSocket handshake to the (non-streaming) book route: refused with one complete HTTP "
-        "answer or served as plain HTTP, never `101`",
+        "answer, served as plain HTTP, or accepted and closed at once with the gateway's error message "
+        "(`errorN` its gRPC code) — never a half-streamed response",
     ),
     "sa": ("stream", f"plain `GET {WATCH_GET}` ({COUNT} NDJSON lines {INTERVAL_MS} ms apart)"),
     "sb": ("stream", "the stream with the b headers"),
@@ -186,6 +187,18 @@ MATRIX: dict[str, dict[str, str]] = {
         "sc2": "400(server) next✓",
         "sd": "400(server) next✓",
     },
+    # The serve command's granian: embedded, and the gateway refuses a handshake to a unary route by
+    # accepting it and closing at once with its `{"error": Status}` message (close 4000 + NOT_FOUND), so no
+    # HTTP answer carries `Upgrade` headers.
+    "granian-embedded-ws": {
+        **_H11,
+        **_WS_ON,
+        "c2": "400(server) next✓",
+        "d": "400(server) next✓",
+        "ws": "101→ws error5 close4005",
+        "sc2": "400(server) next✓",
+        "sd": "400(server) next✓",
+    },
     # hypercorn switches any body-less `Upgrade: h2c` request to HTTP/2 (its h2c cannot be turned off), so
     # an HTTP/1.1 client gets nothing; after a refused handshake it says `connection: close` and neither
     # closes nor answers.
@@ -206,6 +219,7 @@ MATRIX: dict[str, dict[str, str]] = {
     },
     "nginx-uvicorn-h11-none": {**_H11, **_WS_NONE},
     "nginx-uvicorn-h11-wsproto": {**_H11, **_NGINX_WS_ON},
+    "nginx-granian-embedded-ws": {**_H11, **_NGINX_WS_ON, "ws": "101→ws error5 close4005"},
     "nginx-uvicorn-httptools-none": {
         **_HTTPTOOLS,
         **_WS_NONE,
@@ -217,10 +231,11 @@ MATRIX: dict[str, dict[str, str]] = {
 #: A short verdict per row for the docs.
 VERDICTS: dict[str, str] = {
     "uvicorn-h11-none": (
-        "**use** (the serve command without WebSocket routes): every cell plain HTTP, bodies intact."
+        "**use** (the serve command with `--server uvicorn --websocket off`): every cell plain HTTP, "
+        "bodies intact."
     ),
     "uvicorn-h11-wsproto": (
-        "**use** (the serve command with WebSocket routes): like h11-none, except that WebSocket-looking "
+        "**use** (the serve command with `--server uvicorn`): like h11-none, except that WebSocket-looking "
         "requests (c2, d) get the server's own 400 and a closed connection, no data lost."
     ),
     "uvicorn-httptools-none": (
@@ -233,12 +248,20 @@ VERDICTS: dict[str, str] = {
         "acceptable: WebSocket refusals keep the connection, but the gateway's 404 to a handshake goes out "
         "with `connection: upgrade`/`upgrade: websocket` headers."
     ),
+    "granian-embedded-ws": (
+        "**use** (the serve command with WebSocket routes): like granian-ws, and a handshake to a unary "
+        "route is accepted and closed at once with the gateway's error (close 4005), so no HTTP answer "
+        "carries `Upgrade` headers."
+    ),
     "hypercorn": (
         "**avoid** in cleartext behind anything that forwards `Upgrade`: answers h2c with 101 + HTTP/2 "
         "(an HTTP/1.1 client gets nothing) and hangs the connection after a refused handshake."
     ),
     "nginx-uvicorn-h11-none": "**use**: the ingress-like proxy changes nothing.",
     "nginx-uvicorn-h11-wsproto": (
+        "**use**: nginx keeps the client connection open after the server's refusals."
+    ),
+    "nginx-granian-embedded-ws": (
         "**use**: nginx keeps the client connection open after the server's refusals."
     ),
     "nginx-uvicorn-httptools-none": (
@@ -248,7 +271,13 @@ VERDICTS: dict[str, str] = {
 
 UNARY_CELLS = [cell for cell, (kind, _) in CELLS.items() if kind == "unary"]
 STREAM_CELLS = [cell for cell, (kind, _) in CELLS.items() if kind == "stream"]
-NGINX_FRONTS = ["default", "uvicorn-h11-none", "uvicorn-h11-wsproto", "uvicorn-httptools-none"]
+NGINX_FRONTS = [
+    "default",
+    "granian-embedded-ws",
+    "uvicorn-h11-none",
+    "uvicorn-h11-wsproto",
+    "uvicorn-httptools-none",
+]
 ROWS = [*CONFIGS, *(f"nginx-{front}" for front in NGINX_FRONTS)]
 
 
@@ -561,6 +590,11 @@ class Probe:
     def _websocket(self, wire: Wire) -> list[str]:
         messages, code = wire.ws_frames()
         data = [_json_or_none(message) for message in messages]
+        if len(data) == 1 and isinstance(data[0], dict) and "error" in data[0]:  # a refusal after accepting
+            return [
+                f"error{data[0]['error'].get('code')}",
+                f"close{code}" if code is not None else "no-close",
+            ]
         results = [item["result"] for item in data if isinstance(item, dict) and "result" in item]
         ended = bool(data) and isinstance(data[-1], dict) and "end" in data[-1]
         tokens = [f"{_in_order(results)}/{COUNT}"]
@@ -760,12 +794,14 @@ then a plain GET follows on the same connection.
 
 {rows}
 
-`default` is `python gen/pygateway_serve.py`: uvicorn `http="h11"`, `ws="wsproto"` when a served module
-has WebSocket routes, else granian (HTTP/1.1, no WebSocket; measured about a quarter less CPU per request
-than uvicorn h11, see bench/serving-configs.md); it is asserted to behave exactly like the
-`uvicorn-h11-wsproto` or `granian` row, and `nginx-default` like the matching nginx row (with the
-testdata protos, whose FeedService has WebSocket routes: `uvicorn-h11-wsproto`). `default-no-ws` is the
-serve command with `--websocket off`, which then picks granian: asserted like the `granian` row.
+`default` is `python gen/pygateway_serve.py`: granian (HTTP/1.1) embedded in the command's event loop,
+with WebSocket on only when a served module has WebSocket routes, and handshakes to routes without
+WebSocket refused by accept + the gateway's error message + close (granian would add `Upgrade` headers to
+an HTTP refusal). It is asserted to behave exactly like the `granian-embedded-ws` or `granian` row, and
+`nginx-default` like the matching nginx row (with the testdata protos, whose FeedService has WebSocket
+routes: `granian-embedded-ws`). `default-no-ws` is the serve command with `--websocket off`: asserted
+like the `granian` row. `--server uvicorn` runs uvicorn h11 (+ wsproto with WebSocket routes): the
+`uvicorn-h11-*` rows.
 `nginx-X` is nginx with
 ingress-nginx's settings (`proxy_http_version 1.1`, `Upgrade $http_upgrade`, `Connection
 $connection_upgrade` from `map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}`,
@@ -803,8 +839,8 @@ def has_stream_routes(gen: Path) -> bool:
 
 
 def served_as(gen: Path) -> str:
-    """The MATRIX row the shipped serve command must match: uvicorn h11, wsproto only with WS routes."""
-    return "uvicorn-h11-wsproto" if has_websocket_routes(gen) else "granian"
+    """The MATRIX row the serve command must match: embedded granian, WebSocket only with WS routes."""
+    return "granian-embedded-ws" if has_websocket_routes(gen) else "granian"
 
 
 def expected_row(row: str, gen: Path) -> str:

@@ -2,17 +2,20 @@
 # source: (serve command)
 """Serve generated gateway modules against a gRPC upstream: `python -m pygateway_serve --upstream HOST:PORT`.
 
-Needs an ASGI server at run time (granian or uvicorn with h11), never protoc-gen-pygateway. With no
+Needs an ASGI server at run time (granian, or uvicorn with h11), never protoc-gen-pygateway. With no
 module names it serves every `*_pb2_gateway_*.py` module below this file's directory.
 
 Default serving configuration, chosen from measurements of ASGI servers under `Upgrade: h2c`,
 `Upgrade: websocket` and `Connection: upgrade` requests (docs/upgrade-matrix.md in the generator's
-repository) and of their CPU cost per request:
-- no served module has WebSocket routes (or `--websocket off`): granian, HTTP/1.1, WebSocket off —
-  plain HTTP in every cell, and the cheapest safe server (falls back to uvicorn h11 without granian);
-- otherwise uvicorn with `http="h11"` and `ws="wsproto"`: every cell plain HTTP except a malformed
-  WebSocket handshake, which uvicorn refuses itself with 400. Never httptools: it silently empties the
-  bodies of requests carrying `Upgrade` and loses pipelined requests that follow them.
+repository) and of their CPU cost per request: granian, HTTP/1.1, embedded in this process's event loop
+(uvloop when installed), with WebSocket on only when a served module has WebSocket routes. Every cell is
+plain HTTP except a malformed WebSocket handshake with WebSocket on, which granian refuses itself with
+400; a valid handshake to a route without WebSocket is accepted and closed at once with the gateway's
+`{"error": Status}` message and close code 4000 + the gRPC code (granian would add `Upgrade` headers to
+an HTTP refusal). Without granian, or with `--server uvicorn`: uvicorn with `http="h11"` (and
+`ws="wsproto"` when WebSocket is on), which refuses such handshakes with a complete HTTP 404 instead.
+Never httptools: it silently empties the bodies of requests carrying `Upgrade` and loses pipelined
+requests that follow them.
 
 SIGTERM (or SIGINT) shuts down gracefully with either server: new connections are refused, open streams
 end at once with UNAVAILABLE "gateway shutting down" (`Gateway.shutdown()`), calls in flight finish, and
@@ -32,7 +35,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,9 +91,9 @@ def _channel(config: dict[str, Any]) -> grpc.aio.Channel:
 class GatewayApp:
     """The combined gateway of the configured modules, built inside the serving event loop.
 
-    grpc.aio channels belong to the loop they are created in, and granian runs the app in a worker
-    process with its own loop: the channel is made on `lifespan.startup` (or the first request when the
-    server runs no lifespan) and closed on `lifespan.shutdown`.
+    grpc.aio channels belong to the loop they are created in: the serve command builds it in its serving
+    loop before serving; under another ASGI server it is built on `lifespan.startup` (or the first
+    request when the server runs no lifespan) and closed on `lifespan.shutdown`.
 
     `begin_shutdown()` starts a graceful shutdown: `Gateway.shutdown()` ends the open streams, and the
     exchanges still running `grace_period` seconds later are cancelled.
@@ -109,7 +111,9 @@ class GatewayApp:
             self.channel = _channel(self.config)
             apps = [importlib.import_module(name).create_app(self.channel) for name in self.config["modules"]]
             options = _rt.GatewayOptions(
-                max_body_bytes=self.config["max_body_bytes"], default_timeout=self.config["default_timeout"]
+                max_body_bytes=self.config["max_body_bytes"],
+                default_timeout=self.config["default_timeout"],
+                websocket_refusal=self.config.get("websocket_refusal", "http"),
             )
             self.app = _rt.combine(*apps, options=options)
         return self.app
@@ -138,28 +142,6 @@ class GatewayApp:
         for task in list(self.tasks):
             task.cancel()
 
-    def watch_signals(self) -> None:
-        """Call `begin_shutdown` on SIGTERM/SIGINT, next to the server's own handling of them.
-
-        granian's worker handles these signals in its event loop (through the loop's wakeup fd) to stop
-        accepting and drain connections, and only then sends `lifespan.shutdown`: a Python-level handler
-        chained in front of the one in place sees the signal as it arrives, without replacing granian's.
-        Only possible in the main thread: granian's thread workers (free-threaded Python builds) keep
-        granian's plain drain, where open streams hold the shutdown until they end or are killed.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.getsignal(signum)
-
-            def handler(number: int, frame: Any, previous: Any = previous) -> None:
-                loop.call_soon_threadsafe(self.begin_shutdown)
-                if callable(previous):
-                    previous(number, frame)
-
-            signal.signal(signum, handler)
-
     async def __call__(self, scope: _rt.Scope, receive: _rt.Receive, send: _rt.Send) -> None:
         if scope["type"] != "lifespan":
             task = asyncio.current_task()
@@ -176,7 +158,6 @@ class GatewayApp:
             event = await receive()
             if event["type"] == "lifespan.startup":
                 self.build()
-                self.watch_signals()
                 await send({"type": "lifespan.startup.complete"})
             elif event["type"] == "lifespan.shutdown":
                 await self.close()
@@ -223,15 +204,6 @@ def with_openapi(app: GatewayApp, config: dict[str, Any]) -> Any:
     if not config.get("openapi"):
         return app
     return OpenApiDocument(app, config["openapi"], config["root_path"])
-
-
-def granian_app() -> Any:
-    """granian's app factory (run in its worker): the configuration comes through the environment."""
-    config = json.loads(os.environ[_CONFIG_ENV])
-    return with_openapi(GatewayApp(config), config)
-
-
-_CONFIG_ENV = "PYGATEWAY_SERVE_CONFIG"
 
 
 class _QuietUpgrades:
@@ -309,41 +281,101 @@ async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket
         await app.close()
 
 
-def _serve_granian(config: dict[str, Any], host: str, port: int, root: Path) -> None:
-    from granian import Granian  # a serving dependency, only needed by this command
+class _RootPath:
+    """`--root-path` under granian with uvicorn's meaning: the proxy in front strips the prefix, and the
+    app sees it in `root_path` (and in front of `path`/`raw_path`, as the ASGI spec has it). granian's
+    own `url_path_prefix` expects the prefix in the request instead."""
+
+    def __init__(self, app: Any, root: str) -> None:
+        self.app = app
+        self.root = root
+        self.raw_root = root.encode("latin-1")
+
+    async def __call__(self, scope: _rt.Scope, receive: _rt.Receive, send: _rt.Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = dict(scope)
+            scope["root_path"] = self.root
+            scope["path"] = self.root + scope["path"]
+            raw = scope.get("raw_path")
+            if raw is not None:
+                scope["raw_path"] = self.raw_root + raw
+        await self.app(scope, receive, send)
+
+
+async def _serve_granian(config: dict[str, Any], host: str, port: int, websocket: bool) -> None:
+    # A serving dependency, only needed by this command. Embedded (granian.server.embed, which granian
+    # calls experimental) rather than granian's own process manager: in this loop the gateway ends its
+    # streams on SIGTERM before granian stops connection I/O, so each stream's final status (and a
+    # WebSocket's close 1001) reaches the client; granian's command stops I/O first.
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
+    from granian.server.embed import Server
 
-    os.environ[_CONFIG_ENV] = json.dumps(config)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
-    Granian(
-        "pygateway_serve:granian_app",
-        factory=True,
+    loop = asyncio.get_running_loop()
+    app = GatewayApp(config)
+    app.build()
+    served = with_openapi(app, config)
+    server: Any = Server(
+        _RootPath(served, config["root_path"]) if config["root_path"] else served,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.ASGINL,  # no lifespan: the app is built above and closed below
         http=HTTPModes.http1,
-        websockets=False,
-        workers=1,
-        url_path_prefix=config["root_path"] or None,
+        websockets=websocket,
+        # granian's command defaults (embedded, both are 128): a full accept queue drops connection
+        # attempts (the client retries after a second), and `backpressure` is how many requests and
+        # streams run at once (the others wait unserved): long-lived streams need room.
+        backlog=1024,
+        backpressure=4096,
         log_level=LogLevels(config["log_level"]),
         log_access=config["access_log"],
-        # A backstop: the worker cancels what still runs after the grace period itself (GatewayApp).
-        workers_kill_timeout=math.ceil(config["grace_period"]) + 5,
-    ).serve()
+    )
+    stopping: list[asyncio.Task[None]] = []
+
+    async def stop() -> None:
+        # Streams end at once (their final status goes out); then granian stops accepting, lets the
+        # requests in flight finish and returns from serve(); GatewayApp cancels what still runs after
+        # the grace period.
+        app.begin_shutdown()
+        deadline = loop.time() + config["grace_period"]
+        while app.app is not None and app.app.open_streams() and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        server.stop()
+
+    def on_signal() -> None:
+        if not stopping:
+            stopping.append(loop.create_task(stop()))
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        await server.serve()
+    finally:
+        await app.close()
 
 
-def _choose_server(wanted: str, websocket: bool) -> str:
-    """granian (HTTP/1.1, WebSocket off) when no route needs WebSocket, else uvicorn h11 + wsproto.
+def _run(main: Any, loop: str) -> None:
+    """Run the coroutine `main` on uvloop when installed (`--loop auto`) or asked for, else asyncio's loop.
 
-    Both are safe in every cell of the Upgrade matrix; granian costs about a quarter less CPU per
-    request. With WebSocket on, granian adds `Upgrade` headers to the gateway's one-message refusals of
-    handshakes to unary routes, so uvicorn serves modules with WebSocket routes.
+    uvloop takes about a fifth off the gateway's CPU per request (make bench in the generator's repository).
     """
+    if loop != "asyncio":
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ImportError:
+            if loop == "uvloop":
+                raise
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
+def _choose_server(wanted: str) -> str:
+    """granian when installed (safe in every cell of the Upgrade matrix and the cheapest per request),
+    else uvicorn with h11."""
     if wanted != "auto":
         return wanted
-    if websocket:
-        return "uvicorn"
     try:
         import granian  # noqa: F401
     except ImportError:
@@ -380,7 +412,13 @@ def main(argv: list[str] | None = None) -> int:
         "--server",
         choices=("auto", "granian", "uvicorn"),
         default="auto",
-        help="ASGI server: auto = granian when WebSocket is off and granian is installed, else uvicorn (h11)",
+        help="ASGI server: auto = granian when installed, else uvicorn (h11)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop: auto = uvloop when installed, else asyncio's",
     )
     parser.add_argument(
         "--openapi",
@@ -405,9 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     websocket = any(getattr(importlib.import_module(name), "WEBSOCKET_ROUTES", False) for name in modules)
     if args.websocket != "auto":
         websocket = args.websocket == "on"
-    server = _choose_server(args.server, websocket)
-    if server == "granian" and websocket:
-        parser.error("--server granian serves without WebSocket: add --websocket off or use uvicorn")
+    server = _choose_server(args.server)
     openapi = None
     if args.openapi:
         try:
@@ -428,12 +464,12 @@ def main(argv: list[str] | None = None) -> int:
         "log_level": args.log_level,
         "access_log": args.access_log,
         "openapi": openapi,
+        # granian adds `Upgrade` headers to HTTP refusals of WebSocket handshakes: refuse by a close.
+        "websocket_refusal": "close" if server == "granian" else "http",
     }
     host, port = _split_host_port(args.listen, 8080)
-    if server == "granian":
-        _serve_granian(config, host, port, root)
-    else:
-        asyncio.run(_serve_uvicorn(config, host, port, websocket))
+    serve = _serve_granian if server == "granian" else _serve_uvicorn
+    _run(serve(config, host, port, websocket), args.loop)
     return 0
 
 

@@ -29,7 +29,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote
 
 import grpc
@@ -123,6 +123,12 @@ class GatewayOptions:
     max_body_bytes: int | None = None
     #: Deadline for calls whose request carries no Grpc-Timeout, in seconds; None for no deadline.
     default_timeout: float | None = None
+    #: How a WebSocket handshake the gateway refuses (no WebSocket route there, shutting down, a bad first
+    #: request) is answered. "http": one complete HTTP response with the Status JSON, where the server
+    #: offers ASGI's `websocket.http.response` (else a close before accepting: the server's own 403).
+    #: "close": accept, send the `{"error": Status}` message and close with 4000 + the gRPC code — for
+    #: servers that add `Upgrade`/`Connection: upgrade` headers to HTTP refusals (granian does).
+    websocket_refusal: Literal["http", "close"] = "http"
 
 
 @dataclass(frozen=True)
@@ -1365,8 +1371,11 @@ async def _cancel_when(reader: asyncio.Future[None], call: Any) -> None:
 
 
 async def _refuse(request: Request, status: int, code: int, text: str) -> None:
-    """Refuse a WebSocket handshake with one complete HTTP response, or a close where unsupported."""
-    if "websocket.http.response" in (request.scope.get("extensions") or {}):
+    """Refuse a WebSocket handshake as GatewayOptions.websocket_refusal says."""
+    if request.gateway.options.websocket_refusal == "close":
+        await request.send({"type": "websocket.accept"})
+        await _ws_final_error(request, code, _status_data(code, text), {})
+    elif "websocket.http.response" in (request.scope.get("extensions") or {}):
         body = error_body(code, text)
         headers = [_JSON, (b"content-length", str(len(body)).encode())]
         await request.send({"type": "websocket.http.response.start", "status": status, "headers": headers})
@@ -1573,12 +1582,16 @@ def _check_objects(desc: Any, value: Any, path: str) -> None:
         where = f"{path}.{key}" if path else key
         if item is None or field.type != _FD.TYPE_MESSAGE:
             _no_bool(field, item, where)
+            if field.type == _FD.TYPE_FLOAT and item is not None:
+                value[key] = [_float32_edge(x) for x in item] if isinstance(item, list) else _float32_edge(item)
             continue
         if _is_map(field):
             entry = field.message_type.fields_by_name["value"]
             if entry.type != _FD.TYPE_MESSAGE and isinstance(item, dict):
                 for map_key, entry_value in item.items():
                     _no_bool(entry, entry_value, f"{where}[{map_key}]")
+                    if entry.type == _FD.TYPE_FLOAT:
+                        item[map_key] = _float32_edge(entry_value)
             elif isinstance(item, dict):
                 for map_key, entry_value in item.items():
                     _check_objects(entry.message_type, entry_value, f"{where}[{map_key}]")
@@ -1682,13 +1695,41 @@ def fast_uint64(value: Any) -> Any:
 
 
 def fast_double(value: Any) -> Any:
-    return float(value) if type(value) is float or type(value) is int else None
+    if type(value) is float:
+        return value
+    # An integer past float's range: json_format words the refusal.
+    return float(value) if type(value) is int and -_DOUBLE_INT_LIMIT < value < _DOUBLE_INT_LIMIT else None
+
+
+_DOUBLE_INT_LIMIT = 2**1023
+
+
+#: The smallest magnitude float32 rounds to infinity. Between it and _FLOAT32_MAX lie values that are
+#: float32's largest once rounded, among them 3.4028235e+38, which is how protobuf prints that largest value.
+#: protojson (Go, C++) accepts them; Python's json_format refuses them as "Float value too large", so the
+#: gateway would refuse the JSON it produced itself: they are turned into _FLOAT32_MAX first.
+_FLOAT32_ROUNDS_TO_INF = 3.4028235677973366e38
+
+
+def _float32_edge(value: Any) -> Any:
+    """`value`, or ±_FLOAT32_MAX where a float field's JSON value (number or string) rounds to it."""
+    if type(value) not in (float, int, str):
+        return value
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # json_format reports these itself
+        return value
+    if _FLOAT32_MAX < abs(number) < _FLOAT32_ROUNDS_TO_INF:
+        return math.copysign(_FLOAT32_MAX, number)
+    return value
 
 
 def fast_float(value: Any) -> Any:
     if type(value) is float:
-        return value if -_FLOAT32_MAX <= value <= _FLOAT32_MAX else None
-    return float(value) if type(value) is int else None
+        if -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+            return value
+        return math.copysign(_FLOAT32_MAX, value) if abs(value) < _FLOAT32_ROUNDS_TO_INF else None
+    return float(value) if type(value) is int and -_FLOAT32_MAX <= value <= _FLOAT32_MAX else None
 
 
 def fast_enum(enum: descriptor.EnumDescriptor) -> Callable[[Any], Any]:
