@@ -113,7 +113,7 @@ class GatewayApp:
             options = _rt.GatewayOptions(
                 max_body_bytes=self.config["max_body_bytes"],
                 default_timeout=self.config["default_timeout"],
-                websocket_refusal=self.config.get("websocket_refusal", "http"),
+                websocket_refusal=self.config["websocket_refusal"],
             )
             self.app = _rt.combine(*apps, options=options)
         return self.app
@@ -135,6 +135,14 @@ class GatewayApp:
         if self.app is not None:
             self.app.shutdown()
         asyncio.get_running_loop().call_later(self.config["grace_period"], self._cancel_rest)
+
+    async def streams_ended(self) -> None:
+        """Wait until the streams `begin_shutdown` ended have sent their final status, at most the grace
+        period."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config["grace_period"]
+        while self.app is not None and self.app.open_streams() and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     def _cancel_rest(self) -> None:
         if self.tasks:
@@ -239,9 +247,7 @@ async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket
             # (1001), bounded by the grace period.
             for listener in self.servers:
                 listener.close()
-            deadline = loop.time() + config["grace_period"]
-            while app.app is not None and app.app.open_streams() and loop.time() < deadline:
-                await asyncio.sleep(0.005)
+            await app.streams_ended()
             await super().shutdown(sockets)
 
         @contextlib.contextmanager
@@ -337,9 +343,7 @@ async def _serve_granian(config: dict[str, Any], host: str, port: int, websocket
         # requests in flight finish and returns from serve(); GatewayApp cancels what still runs after
         # the grace period.
         app.begin_shutdown()
-        deadline = loop.time() + config["grace_period"]
-        while app.app is not None and app.app.open_streams() and loop.time() < deadline:
-            await asyncio.sleep(0.005)
+        await app.streams_ended()
         server.stop()
 
     def on_signal() -> None:

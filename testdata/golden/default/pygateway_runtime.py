@@ -1694,14 +1694,14 @@ def fast_uint64(value: Any) -> Any:
     return value if 0 <= value <= 18446744073709551615 else None
 
 
+#: Integers beyond this (towards float's range end) are left to json_format, which words the refusal.
+_DOUBLE_INT_LIMIT = 2**1023
+
+
 def fast_double(value: Any) -> Any:
     if type(value) is float:
         return value
-    # An integer past float's range: json_format words the refusal.
     return float(value) if type(value) is int and -_DOUBLE_INT_LIMIT < value < _DOUBLE_INT_LIMIT else None
-
-
-_DOUBLE_INT_LIMIT = 2**1023
 
 
 #: The smallest magnitude float32 rounds to infinity. Between it and _FLOAT32_MAX lie values that are
