@@ -552,6 +552,21 @@ def test_chunked_body_cut_short(server: Served, backend: Any) -> None:
     assert backend.recorder.calls == []
 
 
+def test_body_framing_decides_whether_the_body_is_read(server: Served, backend: Any) -> None:
+    """The gateway skips reading the body of an HTTP/1.1 request framed as bodiless (no Content-Length,
+    no Transfer-Encoding, or Content-Length: 0) and reads every other one: a chunked body arrives whole,
+    and the bytes after a bodiless request are the next pipelined request, never a body."""
+    chunked = http_request("POST", "/v1/metadata:echo", [("Transfer-Encoding", "chunked")])
+    chunked += b'7\r\n{"note"\r\n0b\r\n: "chunked"\r\n1\r\n}\r\n0\r\n\r\n'
+    bodiless = http_request("POST", "/v1/metadata:echo", [])
+    empty = http_request("POST", "/v1/metadata:echo", [("Content-Length", "0")])
+    after = http_request("GET", "/v1/metadata?note=after", [])
+    replies = raw_exchange(server.port, chunked + bodiless + empty + after, count=4)
+    assert [reply.status for reply in replies] == [200, 200, 200, 200], replies
+    assert [json.loads(reply.body)["note"] for reply in replies] == ["chunked", "", "", "after"]
+    assert [call.request.note for call in backend.recorder.calls] == ["chunked", "", "", "after"]
+
+
 def test_declared_length_over_the_limit_is_answered_at_once(server: Served, backend: Any) -> None:
     """Content-Length larger than the body limit: 413 without waiting for a body that never comes."""
     request = http_request("POST", "/v1/metadata:echo", [("Content-Length", str(10**12))]) + b'{"note": '

