@@ -2,11 +2,12 @@
 
     python bench/grpc_floor.py GEN_DIR HOST:PORT   # prints one JSON object
 
-Against the same upstream as the gateways, in one process, CPU by `time.process_time()` (all threads, so
-grpc's poller thread is included), after a warm-up:
+Against the same upstream as the gateways, in one process on uvloop when installed (as the serve command
+runs), CPU by `time.process_time()` (all threads, so grpc's poller thread is included), after a warm-up:
 - `unary`: 32 concurrent callers of Echo with the bench's POST message, as plain as grpc.aio allows;
 - `unary_as_gateway`: the same with what a gateway call adds (two metadata entries, then awaiting the
   initial and trailing metadata for the Grpc-Metadata-* headers);
+- `unary_get_as_gateway`: the same with GET /v1/echo/abc's request (only `id` set);
 - `stream`: one Stream call of STREAM messages read with `await call.read()`;
 - `stream_sync`: the same with the synchronous API (`for msg in call`), which no faster per message.
 No gateway can go below these figures with grpcio; make bench prints them beside the gateways.
@@ -46,18 +47,21 @@ def main() -> int:
             response_deserializer=bench_pb2.EchoResponse.FromString,
         )
 
-        async def caller(n: int, as_gateway: bool) -> None:
+        async def caller(n: int, as_gateway: bool, message: Any = request) -> None:
             for _ in range(n):
-                call = echo(request, metadata=metadata if as_gateway else None)
+                call = echo(message, metadata=metadata if as_gateway else None)
                 await call
                 if as_gateway:
                     await call.initial_metadata()
                     await call.trailing_metadata()
 
-        for key, as_gateway in (("unary", False), ("unary_as_gateway", True)):
-            await asyncio.gather(*(caller(30, as_gateway) for _ in range(CALLERS)))
+        get = bench_pb2.EchoRequest(id="abc")  # what GET /v1/echo/abc sends
+        for key, as_gateway, message in (
+            ("unary", False, request), ("unary_as_gateway", True, request), ("unary_get_as_gateway", True, get)
+        ):  # fmt: skip
+            await asyncio.gather(*(caller(30, as_gateway, message) for _ in range(CALLERS)))
             start = time.process_time()
-            await asyncio.gather(*(caller(CALLS, as_gateway) for _ in range(CALLERS)))
+            await asyncio.gather(*(caller(CALLS, as_gateway, message) for _ in range(CALLERS)))
             result[key] = (time.process_time() - start) * 1e6 / (CALLERS * CALLS)
         start = time.process_time()
         call = stream(bench_pb2.StreamRequest(count=STREAM))
@@ -68,7 +72,14 @@ def main() -> int:
         result["stream_msgs"] = count
         await channel.close(None)
 
-    asyncio.run(measure())
+    try:  # the loop the serve command runs on when uvloop is installed
+        import uvloop
+    except ImportError:
+        asyncio.run(measure())
+        result["loop"] = "asyncio"
+    else:
+        uvloop.run(measure())
+        result["loop"] = "uvloop"
     with grpc.insecure_channel(addr) as channel:
         sync_stream = channel.unary_stream(
             "/bench.v1.EchoService/Stream",

@@ -14,6 +14,10 @@ its own process group on its own loopback port:
   ours-h11      the same with --server uvicorn (h11 + wsproto, the alternative server)
   fastapi, raw  bench/baselines/: FastAPI + json_format, and the leanest raw ASGI handler; uvicorn's
                 defaults (httptools + uvloop), access log off
+  raw-granian   the same raw handler on the serve command's server (bench/baselines/embedded.py: embedded
+                granian + WebSocket on uvloop): ours minus this is the gateway's own cost
+  server        the HTTP server alone: a trivial app (bench/baselines/server_alone.py, no upstream) on that
+                server; with grpcio's floor it bounds any Python gateway from below
   go            Go grpc-gateway v1.6.4 (stock ServeMux, net/http), when built
 
 Measurements (from /proc, by PID; CPU = utime+stime of the gateway's whole process group):
@@ -68,7 +72,7 @@ GET_PATH = "/v1/echo/abc"
 STREAM_COUNT = 100_000
 HOLD_STREAMS = 1000
 HOLD_PATH = "/v1/stream/120?interval_ms=1000"
-ALL_GATEWAYS = ("ours", "ours-granian", "ours-h11", "fastapi", "raw", "go")
+ALL_GATEWAYS = ("ours", "ours-granian", "ours-h11", "fastapi", "raw", "raw-granian", "server", "go")
 STREAM_GATEWAYS = RSS_GATEWAYS = ("ours", "ours-granian", "go")
 BASELINES = ("go", "fastapi", "raw")  # the ratio columns
 T0 = time.monotonic()
@@ -292,12 +296,18 @@ def gateways(gen: Path, upstream: str, go_dir: Path | None) -> dict[str, Gateway
     def baseline(module: str) -> Callable[[int], list[str]]:
         return lambda port: [*uvicorn, "--port", str(port), f"{module}:app"]
 
+    def embedded(module: str) -> Callable[[int], list[str]]:
+        return lambda port: [PY, str(HERE / "baselines" / "embedded.py"), f"{module}:app", str(port)]
+
     gws = [  # ours first: its label says which server `--server auto` picked
         Gateway("ours", "ours, default" + (" (WebSocket routes)" if ws_routes else ""), ours(), ws_routes),
         Gateway("ours-granian", "ours, --websocket off", ours("--websocket", "off")),
         Gateway("ours-h11", "ours, --server uvicorn", ours("--server", "uvicorn"), ws_routes),
         Gateway("fastapi", "FastAPI + json_format (uvicorn httptools+uvloop)", baseline("naive_fastapi")),
         Gateway("raw", "raw ASGI handler (uvicorn httptools+uvloop)", baseline("raw_asgi")),
+        Gateway("raw-granian", "raw ASGI handler (embedded granian + WebSocket, uvloop)", embedded("raw_asgi")),
+        Gateway("server", "HTTP server alone: trivial app, no upstream (embedded granian + WebSocket, uvloop)",
+                embedded("server_alone")),
     ]  # fmt: skip
     if go_dir:
         go = str(go_dir / "gateway")
@@ -587,7 +597,7 @@ def report(
             ratios = [ratio(v, workload, b) if b != gw.key else "" for b in BASELINES]
             cells = [title, gw.label, rate, detail, f"{v:.1f}", *ratios, noise, target(gw, workload, v)]
             lines.append("| " + " | ".join(cells) + " |")
-    lines += floor_rows(floor or {}, gws.get("go"), value)
+    lines += floor_rows(floor or {}, gws, value)
     go_corpus = codegen.get("go corpus", {})
     go_wall = None if go_corpus.get("error") else go_corpus.get("wall_s")
     for key, title, who in (
@@ -741,30 +751,59 @@ def main() -> int:
 
 
 def floor_rows(
-    floor: dict[str, Any], go: Gateway | None, value: Callable[[Gateway, str], float | None]
+    floor: dict[str, Any], gws: dict[str, Gateway], value: Callable[[Gateway, str], float | None]
 ) -> list[str]:
-    """Rows of the grpcio floor: what the client calls alone cost, next to Go's whole gateway."""
+    """Rows of the grpcio floor (what the client calls alone cost, next to Go's whole gateway) and of the
+    lower bound it sets with the HTTP server alone: no Python gateway on grpcio under that server costs less."""
     if not floor:
         return []
-    who = "grpcio client alone (bench/grpc_floor.py: no HTTP server, no gateway code)"
+    who = f"grpcio client alone on {floor.get('loop', 'asyncio')} (bench/grpc_floor.py: no HTTP server, no gateway code)"
     if "error" in floor:
         return [f"| grpcio floor | {who} | **failed: {floor['error']!r}** |" + " |" * 7]
+    go, server = gws.get("go"), gws.get("server")
+
+    def go_value(workload: str) -> float | None:
+        return value(go, workload) if go is not None else None
+
     rows = []
     for workload, key, title, detail in (
-        ("POST", "unary_as_gateway", "unary Echo call: CPU µs/call",
+        ("POST", "unary_as_gateway", "unary Echo call (POST's message): CPU µs/call",
          f"plain call: {floor['unary']:.1f}; as a gateway calls it: + 2 metadata, await initial/trailing"),
+        ("GET", "unary_get_as_gateway", "unary Echo call (GET's message): CPU µs/call",
+         "as a gateway calls it, with only `id` set"),
         ("stream", "stream", "stream of 100,000 msgs: CPU µs/msg",
          f"`await call.read()`; the sync API: {floor['stream_sync']:.1f}"),
     ):  # fmt: skip
+        if key not in floor:
+            continue
         v = float(floor[key])
-        base = value(go, workload) if go is not None else None
+        base = go_value(workload)
         r = f"{v / base:.2f}x" if base else "n/a"
         note = (
-            "the floor alone, before any HTTP or JSON work"
-            if workload == "POST"
-            else f"above the 25 µs/msg target: {'**unreachable with grpcio**' if v > 25 else 'reachable'}"
+            f"above the 25 µs/msg target: {'**unreachable with grpcio**' if v > 25 else 'reachable'}"
+            if workload == "stream"
+            else "the floor alone, before any HTTP or JSON work"
         )
         rows.append(f"| {title} | {who} |  | {detail} | {v:.1f} | {r} |  |  |  | {note} |")
+    for workload, key in (("POST", "unary_as_gateway"), ("GET", "unary_get_as_gateway")):
+        alone = value(server, workload) if server is not None else None
+        base = go_value(workload)
+        if alone is None or key not in floor:
+            continue
+        bound = alone + float(floor[key])
+        r = f"{bound / base:.2f}x" if base else "n/a"
+        note = ""
+        if base:
+            room = 2 * base - bound
+            note = (
+                f"≤ 2.0x Go = {2 * base:.0f} µs: **unreachable** for any Python gateway on grpcio here"
+                if room < 0
+                else f"≤ 2.0x Go = {2 * base:.0f} µs: leaves {room:.0f} µs for routing, JSON, metadata"
+            )
+        rows.append(
+            f"| {TITLES[workload]} | lower bound: HTTP server alone + grpcio floor |  |"
+            f" {alone:.1f} + {float(floor[key]):.1f} | {bound:.1f} | {r} |  |  |  | {note} |"
+        )
     return rows
 
 
