@@ -659,10 +659,7 @@ def test_fast_path_on_arbitrary_json(
     tree: Path, rt: types.ModuleType, pb: types.ModuleType, data: st.DataObject
 ) -> None:
     """Bodies that are not a message's JSON at all: same outcome with and without the fast path."""
-    variant = VARIANT_CACHE.get("plain")
-    if variant is None:
-        variant = VARIANT_CACHE["plain"] = Variant(REQUEST[0], "", tree, "arbitrary")
-    target = Target(variant.main, pb.Everything, None, "_decode_everything")
+    target = plain_target(tree, pb)
     doc = data.draw(
         st.dictionaries(
             st.sampled_from(["scalars", "maps", "repeated", "oneofs", "node", "color"]), JUNK | JSON_VALUES
@@ -673,6 +670,14 @@ def test_fast_path_on_arbitrary_json(
 
 
 VARIANT_CACHE: dict[str, Variant] = {}
+
+
+def plain_target(tree: Path, pb: types.ModuleType) -> Target:
+    """Everything's body decoder in a module generated with default options (generated once)."""
+    variant = VARIANT_CACHE.get("plain")
+    if variant is None:
+        variant = VARIANT_CACHE["plain"] = Variant(REQUEST[0], "", tree, "arbitrary")
+    return Target(variant.main, pb.Everything, None, "_decode_everything")
 
 
 def test_fast_path_taken_for_plain_bodies(
@@ -785,3 +790,71 @@ def test_load_json_errors(tree: Path, rt: types.ModuleType) -> None:
         with pytest.raises(rt.HttpError) as caught:
             rt._load_json(body, 64)
         assert message in caught.value.message
+
+
+FLT_MAX = 3.4028234663852886e38
+
+
+@pytest.mark.parametrize(
+    ("doc", "where", "problem"),
+    [
+        ({"scalars": {"fFloat": "-3.5e38"}}, "scalars.fFloat", "-3.5e38 is out of range for float"),
+        ({"scalars": {"fDouble": "1e400"}}, "scalars.fDouble", "1e400 is out of range for double"),
+        ({"repeated": {"rFloat": [1, "1e39"]}}, "repeated.rFloat[1]", "1e39 is out of range for float"),
+        ({"maps": {"uint64Float": {"7": "4e38"}}}, "maps.uint64Float[7]", "4e38 is out of range for float"),
+        ({"wellKnown": {"floatValue": "5e38"}}, "wellKnown.floatValue", "5e38 is out of range for float"),
+        ({"wellKnown": {"doubleValue": "-1e999"}}, "wellKnown.doubleValue", "-1e999 is out of range"),
+        ({"scalars": {"fDouble": "1_0"}}, "scalars.fDouble", "must be a number, not '1_0'"),
+        ({"scalars": {"fFloat": " 1"}}, "scalars.fFloat", "must be a number, not ' 1'"),
+        ({"scalars": {"fDouble": "inf"}}, "scalars.fDouble", "must be a number, not 'inf'"),
+    ],
+)
+def test_quoted_floats_out_of_range_or_not_numbers_are_refused(
+    tree: Path, rt: types.ModuleType, pb: types.ModuleType, doc: Any, where: str, problem: str
+) -> None:
+    """json_format reads a quoted float with Python's float(): "1e400" would become infinity and "1_0" ten.
+    protojson refuses both; so does the gateway, on the fast and the slow path alike."""
+    target = plain_target(tree, pb)
+    body = json.dumps(doc).encode()
+    for fast in (True, False):
+        with pytest.raises(rt.HttpError) as refused:
+            target.run(body, fast)
+        assert refused.value.status == 400
+        assert refused.value.message.startswith(f"invalid request body: {where}"), refused.value.message
+        assert problem in refused.value.message
+
+
+def _floats(msg: Any) -> Any:
+    """Every float and double the tests below set, as one comparable value."""
+    return (
+        msg.scalars.f_float,
+        msg.scalars.f_double,
+        msg.well_known.float_value.value,
+        list(msg.repeated.r_float),
+        dict(msg.maps.uint64_float),
+    )
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"scalars": {"fFloat": "Infinity", "fDouble": "-Infinity"}}, (math.inf, -math.inf, 0, [], {})),
+        ({"scalars": {"fFloat": "-1.5e3", "fDouble": "1e308"}}, (-1500, 1e308, 0, [], {})),
+        ({"wellKnown": {"floatValue": "3.4028235e+38"}}, (0, 0, FLT_MAX, [], {})),
+        ({"wellKnown": {"floatValue": -3.4028235e38}}, (0, 0, -FLT_MAX, [], {})),
+        (
+            {"repeated": {"rFloat": ["3.4028235e38", -3.4028235e38, "1.5"]}},
+            (0, 0, 0, [FLT_MAX, -FLT_MAX, 1.5], {}),
+        ),
+        ({"maps": {"uint64Float": {"1": "3.4028235e38"}}}, (0, 0, 0, [], {1: FLT_MAX})),
+    ],
+)
+def test_quoted_floats_in_range_are_read(
+    tree: Path, rt: types.ModuleType, pb: types.ModuleType, doc: Any, expected: Any
+) -> None:
+    """Special values, quoted numbers in range, and float32's largest value as protobuf prints it
+    (3.4028235e+38, just above FLT_MAX, which json_format alone refuses) wherever a float goes."""
+    target = plain_target(tree, pb)
+    body = json.dumps(doc).encode()
+    for fast in (True, False):
+        assert _floats(target.run(body, fast)) == expected

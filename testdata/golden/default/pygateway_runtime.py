@@ -1481,7 +1481,7 @@ class JsonStyle:
 
     def _parse_dict(self, data: Any, payload: message.Message) -> None:
         try:
-            _check_objects(payload.DESCRIPTOR, data, "")
+            data = _check_objects(payload.DESCRIPTOR, data, "")
             # json_format keeps its own limit of 100 message levels (Struct/Value spend two per JSON
             # level): the limit protobuf's decoders (upb, C++) apply, so the backend can decode the result.
             json_format.ParseDict(data, payload, ignore_unknown_fields=self.ignore_unknown_fields)
@@ -1569,15 +1569,18 @@ def _no_bool(field: Any, value: Any, where: str) -> None:
         raise bad_request(f"invalid request body: {where} must be {kind}, not a boolean")
 
 
-def _check_objects(desc: Any, value: Any, path: str) -> None:
+def _check_objects(desc: Any, value: Any, path: str) -> Any:
     """Require a JSON object wherever a message goes: json_format iterates whatever it is given, so `[]`
     and `""` would otherwise arrive at the backend as empty messages. Also refuse the same field given
-    twice (by JSON and proto name) and booleans for numbers."""
+    twice (by JSON and proto name) and booleans for numbers. Returns `value`, its float and double values
+    as json_format should read them (`_float_json`)."""
     if desc.full_name in _WRAPPERS:
-        _no_bool(desc.fields_by_name["value"], value, path or "the request body")
-        return
+        field = desc.fields_by_name["value"]
+        where = path or "the request body"
+        _no_bool(field, value, where)
+        return _float_json(field, value, where) if field.type in _FLOATING else value
     if desc.full_name in _JSON_SPECIAL:
-        return
+        return value
     if not isinstance(value, dict):
         where = path or "the request body"
         raise bad_request(f"invalid request body: {where} must be a JSON object ({desc.full_name}), not {_json_kind(value)}")
@@ -1594,25 +1597,29 @@ def _check_objects(desc: Any, value: Any, path: str) -> None:
         where = f"{path}.{key}" if path else key
         if item is None or field.type != _FD.TYPE_MESSAGE:
             _no_bool(field, item, where)
-            if field.type == _FD.TYPE_FLOAT and item is not None:
-                value[key] = [_float32_edge(x) for x in item] if isinstance(item, list) else _float32_edge(item)
+            if field.type in _FLOATING and item is not None:
+                if isinstance(item, list):
+                    value[key] = [_float_json(field, x, f"{where}[{i}]") for i, x in enumerate(item)]
+                else:
+                    value[key] = _float_json(field, item, where)
             continue
         if _is_map(field):
             entry = field.message_type.fields_by_name["value"]
             if entry.type != _FD.TYPE_MESSAGE and isinstance(item, dict):
                 for map_key, entry_value in item.items():
                     _no_bool(entry, entry_value, f"{where}[{map_key}]")
-                    if entry.type == _FD.TYPE_FLOAT:
-                        item[map_key] = _float32_edge(entry_value)
+                    if entry.type in _FLOATING:
+                        item[map_key] = _float_json(entry, entry_value, f"{where}[{map_key}]")
             elif isinstance(item, dict):
                 for map_key, entry_value in item.items():
-                    _check_objects(entry.message_type, entry_value, f"{where}[{map_key}]")
+                    item[map_key] = _check_objects(entry.message_type, entry_value, f"{where}[{map_key}]")
         elif _is_repeated(field):
             for index, element in enumerate(item if isinstance(item, list) else ()):
                 if element is not None:
-                    _check_objects(field.message_type, element, f"{where}[{index}]")
+                    item[index] = _check_objects(field.message_type, element, f"{where}[{index}]")
         else:
-            _check_objects(field.message_type, item, where)
+            value[key] = _check_objects(field.message_type, item, where)
+    return value
 
 
 #: Built once: `json.dumps` with options builds a new encoder per call (about 1 us of a 3.7 us reply).
@@ -1723,15 +1730,38 @@ def fast_double(value: Any) -> Any:
 _FLOAT32_ROUNDS_TO_INF = 3.4028235677973366e38
 
 
-def _float32_edge(value: Any) -> Any:
-    """`value`, or ±_FLOAT32_MAX where a float field's JSON value (number or string) rounds to it."""
-    if type(value) not in (float, int, str):
-        return value
-    try:
+_FLOATING = (descriptor.FieldDescriptor.TYPE_FLOAT, descriptor.FieldDescriptor.TYPE_DOUBLE)
+#: JSON's spellings of a float or double beyond numbers (also in query and path values), and its numbers.
+_FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_FLOAT = re.compile(r"^-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
+def _float_json(field: Any, value: Any, where: str) -> Any:
+    """A float or double field's JSON value as json_format should read it.
+
+    json_format reads a quoted number with Python's float(), so a string out of the type's range ("1e400",
+    or "-3.5e38" for a float) would reach the backend as infinity, and spellings only Python takes ("1_0",
+    " 1", "inf") would pass as numbers: protojson (Go, C++) refuses both, and so does the gateway.
+    Numbers and strings that round to float32's largest go in as _FLOAT32_MAX (see above).
+    """
+    single = field.type == _FD.TYPE_FLOAT
+    if type(value) is str:
+        if value in _FLOAT_WORDS:
+            return value
+        if not _FLOAT.fullmatch(value):
+            raise bad_request(f"invalid request body: {where} must be a number, not {value!r}")
         number = float(value)
-    except (ValueError, OverflowError):  # json_format reports these itself
+        if math.isinf(number) or (single and abs(number) >= _FLOAT32_ROUNDS_TO_INF):
+            kind = "float" if single else "double"
+            raise bad_request(f"invalid request body: {where}: {value} is out of range for {kind}")
+    elif type(value) is float or type(value) is int:
+        try:
+            number = float(value)
+        except OverflowError:  # json_format words the refusal
+            return value
+    else:
         return value
-    if _FLOAT32_MAX < abs(number) < _FLOAT32_ROUNDS_TO_INF:
+    if single and _FLOAT32_MAX < abs(number) < _FLOAT32_ROUNDS_TO_INF:
         return math.copysign(_FLOAT32_MAX, number)
     return value
 
@@ -1883,14 +1913,10 @@ def parse_uint64(text: str, name: str) -> int:
     return _integer("uint64", text, name)
 
 
-_FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_FLOAT = re.compile(r"^-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
-
-
 def parse_double(text: str, name: str) -> float:
     if text in _FLOAT_WORDS:
         return _FLOAT_WORDS[text]
-    if not _FLOAT.match(text):
+    if not _FLOAT.fullmatch(text):
         raise bad_request(f"invalid value for {name}: {text!r} is not a number")
     value = float(text)
     if math.isinf(value):
