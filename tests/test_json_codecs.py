@@ -496,7 +496,8 @@ def variants_of(value: Any) -> list[Any]:
     if isinstance(value, bool):
         return [int(value), str(value).lower()]
     if isinstance(value, int):
-        return [str(value), float(value), value + 2**64, -value - 1, True]
+        as_float = [float(value)] if abs(value) < 2**1023 else []  # float() of a larger int overflows
+        return [str(value), *as_float, value + 2**64, -value - 1, True]
     if isinstance(value, float):
         return [int(value) if math.isfinite(value) else 0, str(value), repr(value)]
     if isinstance(value, str):
