@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import re
-import struct
 from collections.abc import (
     Awaitable,
     Callable,
@@ -1736,6 +1735,12 @@ _FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _FLOAT = re.compile(r"^-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
 
 
+def _beyond_range(number: float, single: bool) -> bool:
+    """Whether a number spelled without a word is out of a double's range (float() gives infinity) or,
+    `single`, a float's (it rounds to infinity from _FLOAT32_ROUNDS_TO_INF on)."""
+    return math.isinf(number) or (single and abs(number) >= _FLOAT32_ROUNDS_TO_INF)
+
+
 def _float_json(field: Any, value: Any, where: str) -> Any:
     """A float or double field's JSON value as json_format should read it.
 
@@ -1751,7 +1756,7 @@ def _float_json(field: Any, value: Any, where: str) -> Any:
         if not _FLOAT.fullmatch(value):
             raise bad_request(f"invalid request body: {where} must be a number, not {value!r}")
         number = float(value)
-        if math.isinf(number) or (single and abs(number) >= _FLOAT32_ROUNDS_TO_INF):
+        if _beyond_range(number, single):
             kind = "float" if single else "double"
             raise bad_request(f"invalid request body: {where}: {value} is out of range for {kind}")
     elif type(value) is float or type(value) is int:
@@ -1919,18 +1924,15 @@ def parse_double(text: str, name: str) -> float:
     if not _FLOAT.fullmatch(text):
         raise bad_request(f"invalid value for {name}: {text!r} is not a number")
     value = float(text)
-    if math.isinf(value):
+    if _beyond_range(value, False):
         raise bad_request(f"invalid value for {name}: {text} is out of range for double")
     return value
 
 
 def parse_float(text: str, name: str) -> float:
     value = parse_double(text, name)
-    if math.isfinite(value):
-        try:
-            struct.pack("<f", value)
-        except OverflowError:
-            raise bad_request(f"invalid value for {name}: {text} is out of range for float") from None
+    if math.isfinite(value) and _beyond_range(value, True):
+        raise bad_request(f"invalid value for {name}: {text} is out of range for float")
     return value
 
 
