@@ -6,7 +6,7 @@ GEN ?= gen
 FUZZ_SECONDS ?= 60
 STAMP := $(VENV)/.installed
 
-.PHONY: help install generate demo test soak bench lint typecheck golden fuzz clean
+.PHONY: help install generate demo test coverage soak bench lint typecheck golden fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,16 @@ demo: generate ## run the example backend + generated gateway, show real request
 
 test: $(STAMP) ## run the whole test suite (unit, plugin, golden, end-to-end, lint of generated code)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+COVERAGE_DIR := $(CURDIR)/.coverage-data
+coverage: $(STAMP) ## line + branch coverage of the plugin and the runtime over the whole suite (servers included; htmlcov/)
+	rm -rf $(COVERAGE_DIR) htmlcov && mkdir -p $(COVERAGE_DIR)
+	PYGATEWAY_COVERAGE_DIR=$(COVERAGE_DIR) $(VENV)/bin/coverage run -m pytest -q $(PYTEST_ARGS)
+	PYGATEWAY_COVERAGE_DIR=$(COVERAGE_DIR) $(VENV)/bin/coverage combine -q
+	$(PY) -m tests.coverage_map --remap $(COVERAGE_DIR)/.coverage
+	PYGATEWAY_COVERAGE_DIR=$(COVERAGE_DIR) $(VENV)/bin/coverage html -q --include='protoc_gen_pygateway/*'
+	PYGATEWAY_COVERAGE_DIR=$(COVERAGE_DIR) $(VENV)/bin/coverage report --include='protoc_gen_pygateway/*' --skip-covered
+	$(PY) -m tests.coverage_map --summary $(COVERAGE_DIR)/.coverage
 
 SOAK_ARGS ?= --streams 1000 --seconds 60
 soak: $(STAMP) ## hold 1,000 server streams x 60 s through the gateway: loss/order, RSS per stream, CPU (SOAK_ARGS=...)
@@ -61,4 +71,4 @@ fuzz: $(STAMP) ## fuzz the generated gateway's request path (atheris) for FUZZ_S
 		-dict=tests/fuzz_gateway.dict -artifact_prefix=tests/fuzz_corpus/crashes/ .fuzz/corpus tests/fuzz_corpus/seeds
 
 clean: ## remove generated and cached files
-	rm -rf $(GEN) .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz
+	rm -rf $(GEN) .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz .coverage-data htmlcov

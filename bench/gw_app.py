@@ -18,7 +18,7 @@ if str(GEN) not in sys.path:
 
 import grpc.aio  # noqa: E402
 import pygateway_runtime as _rt  # noqa: E402
-from pygateway_serve import discover  # noqa: E402
+from pygateway_runtime.serve import discover  # noqa: E402
 
 MODULES = [importlib.import_module(name) for name in discover(GEN)]
 

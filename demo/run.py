@@ -135,9 +135,9 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     document = Path(args.gen) / "openapi.json"  # make generate merges shop's and feed's documents
     if document.exists():  # served as `pygateway_serve --openapi gen/openapi.json` would serve it
-        import pygateway_serve
+        from pygateway_runtime import serve
 
-        app = pygateway_serve.OpenApiDocument(app, str(document), "")
+        app = serve.OpenApiDocument(app, str(document), "")
     # The shipped configuration: h11; WebSocket (wsproto) because the feed service streams.
     config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, http="h11", ws="wsproto", log_level="warning"

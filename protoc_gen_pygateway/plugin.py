@@ -40,7 +40,7 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         env = environment()
         files = {service.output_file: render_service(env, service) for service in services}
         if services and options.emit_runtime:
-            files.update(render_support(env))
+            files.update(render_support())
         if options.openapi:
             from .openapi import render_documents  # imported only when asked for: ~30 ms of startup
 

@@ -7,18 +7,33 @@ import contextlib
 import keyword
 import os
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import jinja2
 import jinja2.bccache
 
 from . import __version__
-from .httprule import CompiledTemplate
+from .httprule import CompiledTemplate, SegmentKind
 from .model import Binding, FieldRef, Method, PathParam, Service
 from .options import Options
 from .pyliteral import pyrepr
 
-RUNTIME_FILE = "pygateway_runtime.py"
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
+#: The runtime package's name in the output tree (generated modules `import pygateway_runtime as _rt`).
+RUNTIME_PACKAGE = "pygateway_runtime"
+#: The serve command's entry script at the output root (`python pygateway_serve.py ...`).
 SERVE_FILE = "pygateway_serve.py"
+_SERVE_SCRIPT = '''"""The serve command, pygateway_runtime/serve.py: `python pygateway_serve.py --help`."""
+
+import sys
+
+from pygateway_runtime.serve import main
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
 
 
 def _loader() -> jinja2.BaseLoader:
@@ -33,7 +48,24 @@ def _pytuple(items: tuple[object, ...]) -> str:
 
 
 def _captures(template: CompiledTemplate) -> str:
-    return _pytuple(tuple((c.start, c.stop, c.multi) for c in template.captures))
+    """`(_rt.Capture(start=1, stop=5, multi=True),)`: the path variables' segment ranges, by name."""
+    items = [f"_rt.Capture(start={c.start}, stop={c.stop}, multi={c.multi})" for c in template.captures]
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
+_WILDCARD = {SegmentKind.SINGLE: "*", SegmentKind.MULTI: "**"}
+
+
+def _segments(template: CompiledTemplate) -> str:
+    """`_rt.segments("v1", "shelves", "*")`: the template's segments as written (literals and wildcards)."""
+    texts = (_WILDCARD.get(s.kind, s.value) for s in template.segments)
+    return f"_rt.segments({', '.join(pyrepr(t) for t in texts)})"
+
+
+def _rank_words(template: CompiledTemplate) -> str:
+    """The precedence key `rank` in words, for reviewers of the route table (smaller keys match first)."""
+    kinds = " ".join(_WILDCARD.get(s.kind, "literal") for s in template.segments)
+    return f"precedence: {'verb' if template.verb is not None else 'no verb'}; {kinds or '(root)'}; end"
 
 
 def _attribute_chain(fields: tuple[FieldRef, ...]) -> str:
@@ -108,6 +140,8 @@ def environment() -> jinja2.Environment:
         pyrepr=pyrepr,
         pytuple=_pytuple,
         captures=_captures,
+        segments=_segments,
+        rank_words=_rank_words,
         path_assignment=_path_assignment,
         reply=_reply,
     )
@@ -124,15 +158,33 @@ def header(source: str, options: Options | None) -> str:
 
 def render_service(env: jinja2.Environment, service: Service) -> str:
     return env.get_template("service.py.jinja").render(
-        s=service, header=header(service.proto_file, service.options)
+        s=service, header=header(service.proto_file, service.options), version=__version__
     )
 
 
-def render_support(env: jinja2.Environment) -> dict[str, str]:
-    """The shared run-time modules emitted at the output root (identical for every input and option)."""
-    return {
-        RUNTIME_FILE: env.get_template("runtime.py.jinja").render(
-            header=header("(shared run-time support)", None)
-        ),
-        SERVE_FILE: env.get_template("serve.py.jinja").render(header=header("(serve command)", None)),
+def runtime_sources() -> dict[str, str]:
+    """Every module of the runtime package (`protoc_gen_pygateway/runtime/`, recursively), by its path
+    inside the package ("app.py", "native/channel.py", ...): what is emitted comes from the package itself."""
+    sources: dict[str, str] = {}
+
+    def walk(folder: Traversable, prefix: str) -> None:
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.is_dir():
+                if entry.name != "__pycache__":
+                    walk(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".py"):
+                sources[prefix + entry.name] = entry.read_text("utf-8")
+
+    walk(resources.files("protoc_gen_pygateway.runtime"), "")
+    return sources
+
+
+def render_support() -> dict[str, str]:
+    """The shared files emitted at the output root, identical for every input and option: the runtime
+    package verbatim below the generated-code header, and the serve command's entry script."""
+    files = {
+        f"{RUNTIME_PACKAGE}/{path}": f"{header(f'protoc_gen_pygateway/runtime/{path}', None)}\n{text}"
+        for path, text in runtime_sources().items()
     }
+    files[SERVE_FILE] = f"{header('(serve command)', None)}\n{_SERVE_SCRIPT}"
+    return files

@@ -38,13 +38,19 @@ def all_cases() -> dict[str, tuple[list[str], str]]:
     return {**{case: (PROTOS, parameter) for case, parameter in CASES.items()}, **OTHER_CASES}
 
 
+#: Emitted verbatim from protoc_gen_pygateway/runtime/ (tests/test_runtime_package.py compares each copy
+#: with its source), so its changes are reviewed as source diffs and golden cases leave it out.
+RUNTIME_PREFIX = "pygateway_runtime/"
+
+
 def generate_case(parameter: str, protos: list[str] | None = None) -> dict[str, str]:
+    """The files a golden case holds: everything generated except the runtime package."""
     from protoc_gen_pygateway.plugin import generate
 
     response = generate(code_generator_request(protos or PROTOS, parameter))
     if response.error:
         raise SystemExit(f"generation failed: {response.error}")
-    return {f.name: f.content for f in response.file}
+    return {f.name: f.content for f in response.file if not f.name.startswith(RUNTIME_PREFIX)}
 
 
 def read_tree(root: Path) -> dict[str, str]:

@@ -314,7 +314,7 @@ class LazyGateway:
                     if str(gen) not in sys.path:
                         sys.path.insert(0, str(gen))
                     runtime = importlib.import_module("pygateway_runtime")
-                    serve = importlib.import_module("pygateway_serve")
+                    serve = importlib.import_module("pygateway_runtime.serve")
                     channel = grpc.aio.insecure_channel(os.environ[ENV_UPSTREAM])
                     apps = [importlib.import_module(name).create_app(channel) for name in serve.discover(gen)]
                     self._app = runtime.combine(*apps)

@@ -151,8 +151,12 @@ def gateway_modules(tree: Path) -> list[Path]:
     return sorted(tree.rglob("*_pb2_gateway_*.py"))
 
 
+def runtime_modules(tree: Path) -> list[Path]:
+    return sorted((tree / "pygateway_runtime").rglob("*.py"))
+
+
 def generated_modules(tree: Path) -> list[Path]:
-    return [*gateway_modules(tree), tree / "pygateway_runtime.py", tree / "pygateway_serve.py"]
+    return [*gateway_modules(tree), *runtime_modules(tree), tree / "pygateway_serve.py"]
 
 
 def module_name(tree: Path, path: Path) -> str:
@@ -197,7 +201,13 @@ def test_protoc_output_equals_in_process_output(
         p.relative_to(tree).as_posix(): p.read_text("utf-8")
         for p in tree.rglob("*")
         if p.is_file()
-        and ("_gateway_" in p.name or p.name.startswith("pygateway_") or p.name.endswith(".openapi.json"))
+        and "__pycache__" not in p.parts
+        and (
+            "_gateway_" in p.name
+            or p.name.startswith("pygateway_")
+            or p.name.endswith(".openapi.json")
+            or p.relative_to(tree).parts[0] == "pygateway_runtime"
+        )
     }
     assert written == {f.name: f.content for f in response.file}
 
@@ -225,6 +235,7 @@ def _allowed(name: str, user_modules: set[str]) -> bool:
         top in sys.stdlib_module_names
         or top in ALLOWED_THIRD_PARTY
         or name == "pygateway_runtime"
+        or name.startswith("pygateway_runtime.")
         or name in user_modules  # `import x_pb2` / `from pkg import x_pb2`
     )
 
@@ -239,8 +250,11 @@ def test_generated_modules_import_only_what_a_gateway_may_use(tree: Path) -> Non
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [f"{node.module}.{alias.name}" for alias in node.names]
-                if node.level:
+                # Relative imports only inside the runtime package (it is also protoc_gen_pygateway.runtime).
+                if node.level and (tree / "pygateway_runtime") not in path.parents:
                     problems.append(f"{path.name}:{node.lineno}: relative import")
+                if node.level:
+                    continue
             else:
                 continue
             for name in names:
@@ -249,8 +263,12 @@ def test_generated_modules_import_only_what_a_gateway_may_use(tree: Path) -> Non
                 if top in FORBIDDEN:
                     problems.append(f"{where}: generated code must not need {top}")
                 elif top in SERVERS:
-                    if path.name != "pygateway_serve.py" or not _enclosing_function(module, node):
-                        problems.append(f"{where}: {top} only inside a function of pygateway_serve.py")
+                    if path != tree / "pygateway_runtime" / "serve.py" or not _enclosing_function(
+                        module, node
+                    ):
+                        problems.append(
+                            f"{where}: {top} only inside a function of pygateway_runtime/serve.py"
+                        )
                 elif not _allowed(name, user_modules):
                     problems.append(f"{where}: not stdlib, grpc, google.*, the runtime or a generated _pb2")
     assert not problems, "\n".join(problems)
@@ -387,7 +405,7 @@ RUNNER = textwrap.dedent(
             body = b"{}" if route.method not in ("GET", "HEAD", "DELETE") else b""
             key = f"{route.name} {route.method} {route.template}"
             statuses[key] = await call(app, route.method, path_of(route), body)
-        importlib.import_module("pygateway_serve")  # uvicorn and granian are imported only when serving
+        importlib.import_module("pygateway_runtime.serve")  # it imports uvicorn and granian only to serve
         await channel.close()
         await server.stop(None)
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)

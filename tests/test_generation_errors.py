@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from protoc_gen_pygateway.plugin import generate
 from tests.protoc_support import code_generator_request, protoc
+from tests.test_plugin import SUPPORT
 
 PREFIX = "protoc-gen-pygateway: "
 SERVICE = "RouteService"
@@ -254,9 +255,7 @@ def test_valid_proto_generates(base_request: plugin_pb2.CodeGeneratorRequest) ->
     assert {f.name for f in response.file} == {
         "valid_pb2_gateway_route_service.py",
         "valid_pb2_gateway_other.py",
-        "pygateway_runtime.py",
-        "pygateway_serve.py",
-    }
+    } | SUPPORT
 
 
 def test_delete_body_allowed_by_option(base_request: plugin_pb2.CodeGeneratorRequest) -> None:

@@ -46,12 +46,12 @@ LAUNCHER = textwrap.dedent(
     gen, upstream, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     sys.path.insert(0, str(gen))
     import pygateway_runtime
-    import pygateway_serve
+    from pygateway_runtime.serve import discover
 
 
     async def main() -> None:
         channel = grpc.aio.insecure_channel(upstream)
-        apps = [importlib.import_module(name).create_app(channel) for name in pygateway_serve.discover(gen)]
+        apps = [importlib.import_module(name).create_app(channel) for name in discover(gen)]
         config = Config()
         config.bind = [f"127.0.0.1:{port}"]
         config.loglevel = "WARNING"

@@ -737,11 +737,14 @@ def original_load_json(rt: types.ModuleType, body: bytes, max_depth: int) -> Any
             result[key] = value
         return result
 
-    text = rt._utf8(body)
-    rt._check_depth(text, max_depth)
+    text = rt.jsonstyle._utf8(body)
+    rt.jsonstyle._check_depth(text, max_depth)
     try:
         return json.loads(
-            text, object_pairs_hook=no_duplicates, parse_constant=rt._no_constant, parse_float=rt._finite
+            text,
+            object_pairs_hook=no_duplicates,
+            parse_constant=rt.jsonstyle._no_constant,
+            parse_float=rt.jsonstyle._finite,
         )
     except (ValueError, RecursionError) as err:
         raise rt.bad_request(f"invalid request body: malformed JSON: {err}") from None
@@ -767,7 +770,7 @@ RAW_BODIES = st.one_of(
 @SETTINGS
 @given(RAW_BODIES, st.sampled_from([2, 64]))
 def test_load_json_unchanged(tree: Path, rt: types.ModuleType, body: bytes, depth: int) -> None:
-    assert outcome_data(rt, lambda: rt._load_json(body, depth)) == outcome_data(
+    assert outcome_data(rt, lambda: rt.jsonstyle._load_json(body, depth)) == outcome_data(
         rt, lambda: original_load_json(rt, body, depth)
     )
 
@@ -789,7 +792,7 @@ def test_load_json_errors(tree: Path, rt: types.ModuleType) -> None:
         (b'{"a":NaN}', "malformed JSON: NaN is not JSON"),
     ]:
         with pytest.raises(rt.HttpError) as caught:
-            rt._load_json(body, 64)
+            rt.jsonstyle._load_json(body, 64)
         assert message in caught.value.message
 
 

@@ -49,7 +49,7 @@ from protoc_gen_pygateway.httprule import (
 )
 from protoc_gen_pygateway.httprule.reference import group_name, to_regex
 from protoc_gen_pygateway.model import Binding, Body
-from protoc_gen_pygateway.render import _captures, _pytuple
+from protoc_gen_pygateway.render import _captures, _pytuple, _segments
 from tests.test_httprule import templates
 
 LIT = SegmentKind.LITERAL
@@ -73,18 +73,19 @@ def build_route(
     name: str = "test.Service.Method",
     handler: Callable[[Any], Awaitable[None]] = _dummy,
 ) -> Any:
-    """`_rt.Route(...)` for one binding, built as templates/service.py.jinja builds it: the same model
-    property and the same filters render the literals, which are then read back as Python values."""
+    """`_rt.Route(...)` for one binding, built as templates/service.py.jinja builds it: the same filters
+    render the expressions, which are then evaluated against the runtime."""
     binding = Binding(0, method, ct, Body("none"), None, (), (), False)
+    names = {"_rt": rt}
     return rt.Route(
-        binding.http_method,
-        ast.literal_eval(_pytuple(binding.route_segments)),
-        binding.template.verb,
-        ast.literal_eval(_captures(binding.template)),
-        ast.literal_eval(_pytuple(binding.template.specificity())),
-        handler,
-        name,
-        binding.template.source,
+        method=binding.http_method,
+        template=binding.template.source,
+        segments=eval(_segments(binding.template), names),
+        verb=binding.template.verb,
+        captures=eval(_captures(binding.template), names),
+        rank=ast.literal_eval(_pytuple(binding.template.specificity())),
+        handler=handler,
+        name=name,
     )
 
 

@@ -97,13 +97,13 @@ def test_not_served_by_default(gateway: GatewayServer) -> None:
 
 def test_document_under_a_root_path(gen_dir: Path, openapi_file: Path) -> None:
     """The ASGI wrapper directly: below a root path it answers there, with `servers` pointing there."""
-    import pygateway_serve  # type: ignore[import-not-found]
+    from pygateway_runtime import serve  # type: ignore[import-not-found]
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    wrapper = pygateway_serve.OpenApiDocument(app, str(openapi_file), "/api")
+    wrapper = serve.OpenApiDocument(app, str(openapi_file), "/api")
 
     def call(path: str) -> list[dict[str, Any]]:
         sent: list[dict[str, Any]] = []

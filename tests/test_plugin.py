@@ -22,6 +22,7 @@ from protoc_gen_pygateway.builder import build_services
 from protoc_gen_pygateway.descriptors import Registry
 from protoc_gen_pygateway.options import Options, parse_options
 from protoc_gen_pygateway.plugin import generate, main
+from protoc_gen_pygateway.render import runtime_sources
 from tests.golden import CASES
 from tests.protoc_support import ROOT, code_generator_request, protoc
 
@@ -30,7 +31,8 @@ SHOP_MODULES = {
     "shop/v1/shop_pb2_gateway_shop_service.py",
     "shop/v1/shop_pb2_gateway_shelf_admin_service.py",
 }
-SUPPORT = {"pygateway_runtime.py", "pygateway_serve.py"}
+#: The runtime package (every module of protoc_gen_pygateway/runtime/) and the serve command's script.
+SUPPORT = {f"pygateway_runtime/{path}" for path in runtime_sources()} | {"pygateway_serve.py"}
 Response = plugin_pb2.CodeGeneratorResponse
 
 
@@ -277,7 +279,8 @@ def test_generate_unbound_methods(services_request: plugin_pb2.CodeGeneratorRequ
     )
     plain = files["app/v1/app_pb2_gateway_plain_service.py"]
     assert "    POST /app.v1.PlainService/Ping -> Ping\n" in plain
-    assert '"POST",\n                ((0, "app.v1.PlainService"), (0, "Ping")),\n' in plain
+    assert 'method="POST",\n                template="/app.v1.PlainService/Ping",\n' in plain
+    assert 'segments=_rt.segments("app.v1.PlainService", "Ping"),\n' in plain
     assert "_JSON.parse(payload, body, _decode_" in plain  # body "*", with the generated fast path
     app = files["app/v1/app_pb2_gateway_app_service.py"]
     assert "    POST /app.v1.AppService/Unbound -> Unbound\n" in app
@@ -518,9 +521,9 @@ def test_headers(shop_request: plugin_pb2.CodeGeneratorRequest) -> None:
                 "# source: shop/v1/shop.proto",
                 f"# parameters: {expected_parameters}",
             ], (case, name)
-        assert files["pygateway_runtime.py"].splitlines()[:2] == [
+        assert files["pygateway_runtime/app.py"].splitlines()[:2] == [
             first,
-            "# source: (shared run-time support)",
+            "# source: protoc_gen_pygateway/runtime/app.py",
         ]
         assert files["pygateway_serve.py"].splitlines()[:2] == [first, "# source: (serve command)"]
     options_header = generated(shop_request, CASES["options"])["shop/v1/shop_pb2_gateway_shop_service.py"]
@@ -708,7 +711,7 @@ def test_template_cache_never_changes_the_output(
     monkeypatch.delenv("PYGATEWAY_TEMPLATE_CACHE")
     assert generated(shop_request, "openapi=true") == uncached  # cold: fills the cache
     entries = sorted(tmp_path.rglob("protoc-gen-pygateway-*.cache"))
-    assert len(entries) == 3, entries  # service, runtime and serve templates
+    assert len(entries) == 1, entries  # the service template (the runtime is emitted verbatim)
     assert generated(shop_request, "openapi=true") == uncached  # warm
     for entry in entries:
         data = entry.read_bytes()

@@ -1,5 +1,5 @@
-{{ header }}
-"""Serve generated gateway modules against a gRPC upstream: `python -m pygateway_serve --upstream HOST:PORT`.
+"""Serve generated gateway modules against a gRPC upstream: `python -m pygateway_serve --upstream HOST:PORT`
+(or `python -m pygateway_runtime.serve ...`).
 
 Needs an ASGI server at run time (granian, or uvicorn with h11), never protoc-gen-pygateway. With no
 module names it serves every `*_pb2_gateway_*.py` module below this file's directory.
@@ -41,7 +41,10 @@ from typing import Any
 import grpc
 import grpc.aio
 
-import pygateway_runtime as _rt
+from .app import Gateway, combine
+from .asgi import Receive, Scope, Send
+from .errors import error_body
+from .options import GatewayOptions
 
 
 def discover(root: Path) -> list[str]:
@@ -101,20 +104,20 @@ class GatewayApp:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.channel: grpc.aio.Channel | None = None
-        self.app: _rt.Gateway | None = None
+        self.app: Gateway | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
 
-    def build(self) -> _rt.Gateway:
+    def build(self) -> Gateway:
         if self.app is None:
             self.channel = _channel(self.config)
             apps = [importlib.import_module(name).create_app(self.channel) for name in self.config["modules"]]
-            options = _rt.GatewayOptions(
+            options = GatewayOptions(
                 max_body_bytes=self.config["max_body_bytes"],
                 default_timeout=self.config["default_timeout"],
                 websocket_refusal=self.config["websocket_refusal"],
             )
-            self.app = _rt.combine(*apps, options=options)
+            self.app = combine(*apps, options=options)
         return self.app
 
     async def close(self) -> None:
@@ -145,11 +148,13 @@ class GatewayApp:
 
     def _cancel_rest(self) -> None:
         if self.tasks:
-            logging.getLogger("pygateway").warning("grace period over: cancelling %d exchange(s)", len(self.tasks))
+            logging.getLogger("pygateway").warning(
+                "grace period over: cancelling %d exchange(s)", len(self.tasks)
+            )
         for task in list(self.tasks):
             task.cancel()
 
-    async def __call__(self, scope: _rt.Scope, receive: _rt.Receive, send: _rt.Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             task = asyncio.current_task()
             if task is None:  # not run as an asyncio task: nothing to cancel after the grace period
@@ -186,7 +191,7 @@ class OpenApiDocument:
             data["servers"] = [{"url": root_path}]
         self.body = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
-    async def __call__(self, scope: _rt.Scope, receive: _rt.Receive, send: _rt.Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         root = scope.get("root_path") or ""
         if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
@@ -199,7 +204,7 @@ class OpenApiDocument:
             status, body = 200, self.body
         else:
             text = f"method {scope['method']} not allowed for {self.PATH} (allowed: GET, HEAD)"
-            status, body = 405, _rt.error_body(12, text)  # 12: UNIMPLEMENTED, as the gateway's own 405
+            status, body = 405, error_body(12, text)  # 12: UNIMPLEMENTED, as the gateway's own 405
             headers.append((b"allow", b"GET, HEAD"))
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -296,7 +301,7 @@ class _RootPath:
         self.root = root
         self.raw_root = root.encode("latin-1")
 
-    async def __call__(self, scope: _rt.Scope, receive: _rt.Receive, send: _rt.Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             scope = dict(scope)
             scope["root_path"] = self.root
@@ -395,8 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream-ca", default=None, help="PEM roots for the upstream (default: system)")
     parser.add_argument("--root-path", default="", help="path prefix the gateway is served under")
     parser.add_argument("--max-body-bytes", type=int, default=None, help="largest request body")
-    parser.add_argument("--max-receive-bytes", type=int, default=4 * 1024 * 1024, help="largest upstream reply")
-    parser.add_argument("--default-timeout", type=float, default=None, help="deadline (s) without Grpc-Timeout")
+    parser.add_argument(
+        "--max-receive-bytes", type=int, default=4 * 1024 * 1024, help="largest upstream reply"
+    )
+    parser.add_argument(
+        "--default-timeout", type=float, default=None, help="deadline (s) without Grpc-Timeout"
+    )
     parser.add_argument(
         "--grace-period",
         type=float,
@@ -432,10 +441,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default=os.environ.get("PYGATEWAY_LOG_LEVEL", "info"))
     parser.add_argument(
-        "--access-log", action="store_true", help="log every request (off by default: ~15%% more CPU per request)"
+        "--access-log",
+        action="store_true",
+        help="log every request (off by default: ~15%% more CPU per request)",
     )
     args = parser.parse_args(argv)
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent  # the output tree: this package sits at its root
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     modules = args.modules or discover(root)

@@ -1,0 +1,54 @@
+"""Run-time options (GatewayOptions) and the generated modules' header policy (HeaderPolicy)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import (
+    Mapping,
+)
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    """Run-time options of an app built by a generated module's `create_app`."""
+
+    #: Largest request body accepted (413 above it); None keeps the generated default.
+    max_body_bytes: int | None = None
+    #: Deadline for calls whose request carries no Grpc-Timeout, in seconds; None for no deadline.
+    default_timeout: float | None = None
+    #: How a WebSocket handshake the gateway refuses (no WebSocket route there, shutting down, a bad first
+    #: request) is answered. "http": one complete HTTP response with the Status JSON, where the server
+    #: offers ASGI's `websocket.http.response` (else a close before accepting: the server's own 403).
+    #: "close": accept, send the `{"error": Status}` message and close with 4000 + the gRPC code — for
+    #: servers that add `Upgrade`/`Connection: upgrade` headers to HTTP refusals (granian does).
+    websocket_refusal: Literal["http", "close"] = "http"
+
+
+@dataclass(frozen=True)
+class HeaderPolicy:
+    """A generated module's header literals (see the module for the values)."""
+
+    #: Hop-by-hop and configured names: never metadata under any prefix, never in a response.
+    forbidden: frozenset[str]
+    #: Incoming header -> metadata key for headers forwarded without the Grpc-Metadata- prefix.
+    forwarded: Mapping[str, str]
+    #: Metadata keys a client may not set and a response never carries as Grpc-Metadata-*.
+    reserved_keys: frozenset[str]
+    reserved_prefixes: tuple[str, ...]
+
+    def blocked(self, key: str) -> bool:
+        return key in self.forbidden or key in self.reserved_keys or key.startswith(self.reserved_prefixes)
+
+    @functools.cached_property
+    def plan(self) -> dict[bytes, str]:
+        """What `request_metadata` does with each header it knows, by the raw lowercase name ASGI gives:
+        `""` drops it, `"<special>"` names a header it reads itself, anything else is its metadata key.
+        Computed once per module, so that a request costs one dict lookup per header."""
+        plan = {name.encode("latin-1"): key for name, key in self.forwarded.items()}
+        for name in ("grpc-timeout", "x-forwarded-for", "x-forwarded-host", "host"):
+            plan[name.encode("latin-1")] = f"<{name}>"
+        for name in self.forbidden:
+            plan[name.encode("latin-1")] = ""
+        return plan
