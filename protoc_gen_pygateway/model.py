@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from .header_policy import HeaderPolicy
-from .httprule import CompiledTemplate, SegmentKind
+from .httprule import CompiledTemplate
 from .options import Options
 
 
@@ -72,12 +72,6 @@ class Binding:
     query_bound: tuple[str, ...]
     #: True when the body is `*`: every field not in the path comes from the body, none from the query.
     query_closed: bool
-
-    @property
-    def route_segments(self) -> tuple[tuple[int, str], ...]:
-        """(kind, literal) pairs for the runtime matcher: 0 literal, 1 `*`, 2 `**`."""
-        codes = {SegmentKind.LITERAL: 0, SegmentKind.SINGLE: 1, SegmentKind.MULTI: 2}
-        return tuple((codes[s.kind], s.value) for s in self.template.segments)
 
 
 @dataclass(frozen=True)

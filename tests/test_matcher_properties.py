@@ -1,4 +1,5 @@
-"""Properties of the generated run-time matcher (`pygateway_runtime.Route`, `Gateway.resolve`).
+"""Properties of the run-time matcher (`Route`, `Gateway.resolve`), unit-tested on the runtime's source
+package (protoc_gen_pygateway.runtime, emitted as pygateway_runtime).
 
 The oracle is `protoc_gen_pygateway.httprule.reference` (one regex per template over the raw path) with
 the one documented difference of the run-time matcher spelled out as a regex (`literal_regex`): a
@@ -12,8 +13,8 @@ Empty segments are refused by both (`[^/]+` in the reference, explicit checks in
 inside `**`); the path `/` has zero segments in both (only `/**` and `/{x=**}` match it); a path that
 does not start with `/` matches nothing.
 
-Routes are built from `compile_template(...)` by `build_route`, through the same model property
-(`Binding.route_segments`) and Jinja filters (`pytuple`, `captures`) as templates/service.py.jinja;
+Routes are built from `compile_template(...)` by `build_route`, through the same Jinja filters
+(`segments`, `captures`, `pytuple`) as templates/service.py.jinja;
 `test_build_route_mirrors_generated_routes` checks it against the routes of the generated shop gateway.
 """
 
@@ -56,10 +57,11 @@ LIT = SegmentKind.LITERAL
 
 
 @pytest.fixture(scope="module")
-def rt(gen_dir: Path) -> types.ModuleType:
-    import pygateway_runtime
+def rt() -> types.ModuleType:
+    """The runtime's source package itself: its matcher is unit-tested without a generated tree."""
+    from protoc_gen_pygateway import runtime
 
-    return pygateway_runtime
+    return runtime
 
 
 async def _dummy(request: Any) -> None:  # a handler is never called here
