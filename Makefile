@@ -36,7 +36,7 @@ test: $(STAMP) ## run the whole test suite (unit, plugin, golden, end-to-end, li
 COVERAGE_DIR := $(CURDIR)/.coverage-data
 coverage: $(STAMP) ## line + branch coverage of the plugin and the runtime over the whole suite (servers included; htmlcov/)
 	rm -rf $(COVERAGE_DIR) htmlcov && mkdir -p $(COVERAGE_DIR)
-	PYGATEWAY_COVERAGE_DIR=$(COVERAGE_DIR) $(VENV)/bin/coverage run -m pytest -q $(PYTEST_ARGS)
+	-PYGATEWAY_COVERAGE_DIR=$(COVERAGE_DIR) $(VENV)/bin/coverage run -m pytest -q $(PYTEST_ARGS)  # report even on a failure
 	PYGATEWAY_COVERAGE_DIR=$(COVERAGE_DIR) $(VENV)/bin/coverage combine -q
 	$(PY) -m tests.coverage_map --remap $(COVERAGE_DIR)/.coverage
 	PYGATEWAY_COVERAGE_DIR=$(COVERAGE_DIR) $(VENV)/bin/coverage html -q --include='protoc_gen_pygateway/*'
