@@ -189,7 +189,7 @@ def start_gateways(configs: list[str], gen: Path, upstream: str, workdir: Path) 
 # ------------------------------------------------------------------------------------------------ nginx
 
 NGINX_CONF = """\
-# Ingress-nginx-like reverse proxy (the settings ingress-nginx writes for a streaming/websocket location).
+# {title}
 worker_processes 1;
 error_log {tmp}/error.log;
 {user}
@@ -217,20 +217,75 @@ http {{
         listen 127.0.0.1:{port};
 
         location / {{
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 60s;
-            proxy_send_timeout 60s;
+{location}
             proxy_pass http://gateway;
         }}
     }}
 }}
 """
+
+
+INGRESS_MANIFEST = ROOT / "deploy" / "kubernetes" / "ingress-nginx.yaml"
+"""The one source of the ingress settings: the matrix's ingress-like nginx runs this Ingress's annotations."""
+
+#: ingress-nginx annotation -> the nginx directive its controller writes into the location (value as is,
+#: or with `s` for the timeouts, which the annotations give in seconds).
+INGRESS_ANNOTATION_DIRECTIVES: dict[str, tuple[str, str]] = {
+    "proxy-http-version": ("proxy_http_version", ""),
+    "proxy-buffering": ("proxy_buffering", ""),
+    "proxy-request-buffering": ("proxy_request_buffering", ""),
+    "proxy-read-timeout": ("proxy_read_timeout", "s"),
+    "proxy-send-timeout": ("proxy_send_timeout", "s"),
+    "proxy-connect-timeout": ("proxy_connect_timeout", "s"),
+    "proxy-body-size": ("client_max_body_size", ""),
+}
+INGRESS_PREFIX = "nginx.ingress.kubernetes.io/"
+
+#: What ingress-nginx's template writes into every location whatever the annotations (its
+#: `$connection_upgrade` map is in NGINX_CONF).
+INGRESS_BASE_DIRECTIVES = [
+    "proxy_set_header Upgrade $http_upgrade",
+    "proxy_set_header Connection $connection_upgrade",
+    "proxy_set_header Host $host",
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for",
+]
+
+#: nginx.org's WebSocket proxying snippet, copied into countless configurations: `Connection: upgrade` on
+#: every request (also plain ones), buffering left at nginx's default (on).
+FIXED_UPGRADE_DIRECTIVES = [
+    "proxy_http_version 1.1",
+    "proxy_set_header Upgrade $http_upgrade",
+    'proxy_set_header Connection "upgrade"',
+    "proxy_set_header Host $host",
+]
+
+
+def ingress_annotations(path: Path = INGRESS_MANIFEST) -> dict[str, str]:
+    """The `nginx.ingress.kubernetes.io/*` annotations of the Ingress in `path`, prefix removed."""
+    import yaml  # not at module level: the server subprocesses import this module with the stdlib only
+
+    for document in yaml.safe_load_all(path.read_text()):
+        if isinstance(document, dict) and document.get("kind") == "Ingress":
+            annotations = document.get("metadata", {}).get("annotations", {}) or {}
+            return {
+                key[len(INGRESS_PREFIX) :]: str(value)
+                for key, value in annotations.items()
+                if key.startswith(INGRESS_PREFIX)
+            }
+    raise ValueError(f"{path}: no Ingress")
+
+
+def ingress_directives(path: Path = INGRESS_MANIFEST) -> list[str]:
+    """The location directives ingress-nginx writes for the Ingress in `path`: its base ones, then one per
+    annotation. An annotation without a known translation is an error, so the matrix cannot silently run
+    other settings than the ones deployed."""
+    directives = list(INGRESS_BASE_DIRECTIVES)
+    for name, value in sorted(ingress_annotations(path).items()):
+        if name not in INGRESS_ANNOTATION_DIRECTIVES:
+            raise ValueError(f"{path}: annotation {INGRESS_PREFIX}{name} has no nginx translation here")
+        directive, unit = INGRESS_ANNOTATION_DIRECTIVES[name]
+        directives.append(f"{directive} {value}{unit}")
+    return directives
 
 
 def nginx_binary() -> str | None:
@@ -253,14 +308,27 @@ def nginx_version(binary: str) -> tuple[int, ...]:
 class Nginx(_Process):
     """nginx in the foreground in front of `upstream_port`: config, pid, logs and temp files in `tmp`."""
 
-    def __init__(self, binary: str, upstream_port: int, tmp: Path, *, keepalive: int = 0) -> None:
+    def __init__(
+        self, binary: str, upstream_port: int, tmp: Path, *, keepalive: int = 0, variant: str = "ingress"
+    ) -> None:
+        """`variant`: "ingress" (deploy/kubernetes/ingress-nginx.yaml's settings, as ingress-nginx writes
+        them) or "fixed-upgrade" (the common `Connection "upgrade"` snippet)."""
         tmp.mkdir(parents=True, exist_ok=True)
+        if variant == "ingress":
+            title = f"Ingress-nginx-like reverse proxy: ingress-nginx's location for {INGRESS_MANIFEST.name}."
+            directives = ingress_directives()
+        else:
+            title = 'nginx with the common WebSocket snippet (proxy_set_header Connection "upgrade").'
+            directives = FIXED_UPGRADE_DIRECTIVES
+        self.directives = directives
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp = tmp
         # As root nginx would drop its workers to `nobody`, who cannot use a private temp dir.
         user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
         conf = NGINX_CONF.format(
+            title=title,
+            location="\n".join(f"            {directive};" for directive in directives),
             user=user,
             tmp=tmp,
             port=self.port,

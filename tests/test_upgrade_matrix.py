@@ -753,9 +753,11 @@ def render_doc() -> str:
     cells = "\n".join(f"* **{cell}** — {text}" for cell, (_, text) in CELLS.items())
     verdicts = "\n".join(f"* {_row_label(row)}: {text}" for row, text in VERDICTS.items())
     rows = "\n".join(f"* `{name}`: {describe(name)}" for name in CONFIGS)
+    from tests.test_upgrade_proxies import render_proxy_sections  # (it imports this module)
+
     return _DOC_SKELETON.format(
         cells=cells, tables=render_tables(), verdicts=verdicts, rows=rows, legend=_legend()
-    )
+    ) + ("\n" + render_proxy_sections())
 
 
 def _legend() -> str:
@@ -805,7 +807,10 @@ like the `granian` row. `--server uvicorn` runs uvicorn h11 (+ wsproto with WebS
 `nginx-X` is nginx with
 ingress-nginx's settings (`proxy_http_version 1.1`, `Upgrade $http_upgrade`, `Connection
 $connection_upgrade` from `map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}`,
-`proxy_buffering off`, `proxy_request_buffering off`) in front of X.
+`proxy_buffering off`, `proxy_request_buffering off`) in front of X: its location is generated from the
+annotations of the Ingress in `deploy/kubernetes/ingress-nginx.yaml` (tests/servers.py), so the matrix
+runs what is deployed. More proxies (HAProxy, Caddy, Apache httpd, nginx with the common `Connection
+"upgrade"` snippet) in front of `default`: [below](#more-proxies-in-front-of-the-shipped-default).
 
 ## Matrix
 
