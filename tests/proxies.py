@@ -69,11 +69,16 @@ class WireTap:
         self._thread.start()
 
     def _accept(self) -> None:
+        # A timeout, so that close() is seen at once (closing a socket does not wake a blocked accept()).
+        self.listener.settimeout(0.1)
         while not self._closed:
             try:
                 client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             except OSError:

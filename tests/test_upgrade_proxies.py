@@ -21,6 +21,8 @@ called by tests/test_upgrade_matrix.py's `render_doc`); the cells run on each `m
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ import pytest
 
 from tests.proxies import PROXIES, WireTap, forwarded_token, proxy_binary, proxy_version, start_proxy
 from tests.servers import start_gateways
-from tests.test_upgrade_matrix import CELLS, COUNT, OBSERVED, Probe, has_stream_routes
+from tests.stream_support import RawStream, start_request
+from tests.test_upgrade_matrix import CELLS, COUNT, OBSERVED, WATCH, Probe, has_stream_routes
 
 ROWS = [f"{proxy}-default" for proxy in PROXIES]
 
@@ -67,23 +70,26 @@ _ALL_GOOD: dict[str, str] = {
 _KEYLESS = ("c2", "d", "sc2", "sd")
 """The cells sending `Upgrade: websocket` without `Sec-WebSocket-Key`."""
 #: HAProxy answers `Upgrade: websocket` without a key itself (400 + HTML + close; nothing reaches the
-#: gateway, whatever the gateway would do), and, without `option http-no-delay`, lets the kernel merge
-#: small writes: each stream message is held back for up to 200 ms, so the 5 lines 40 ms apart arrive
-#: together (`buffered`); a stream 700 ms apart arrives about 200 ms late per message (measured).
+#: gateway, whatever the gateway would do).
 _HAPROXY_KEYLESS = dict.fromkeys(_KEYLESS, "400(server) close")
-_HAPROXY_CORKED = {
-    "sa": f"200 {COUNT}/{COUNT} buffered next✓",
-    "sb": f"200 {COUNT}/{COUNT} buffered next✓",
-    "sc": f"200 {COUNT}/{COUNT} buffered next✓",
-    "sse": f"200 sse{COUNT}/{COUNT} buffered next✓",
-    "sf": "200 3/3 buffered next✓",
-    "sg": f"200 {COUNT}/{COUNT} buffered+200 next✓",
-}
+
+#: Rows whose paced stream cells may or may not show `buffered`, depending on scheduling: HAProxy without
+#: `option http-no-delay` lets the kernel merge small writes, holding each stream message back for up to
+#: 200 ms; 5 lines 40 ms apart then usually arrive together (`buffered`), but not when the machine is
+#: busy enough to spread them over two holds. The cells are compared without that token, and
+#: test_haproxy_holds_stream_messages measures the hold itself.
+HELD_ROWS = {"haproxy-default"}
+_PACED = ("sa", "sb", "sc", "sse", "sf", "sg")
+
+
+def _without_buffered(outcome: str) -> str:
+    return outcome.replace(" buffered", "")
+
 
 #: row -> cell -> the outcome the cell must have.
 PROXY_MATRIX: dict[str, dict[str, str]] = {
     "nginx-fixed-default": dict(_ALL_GOOD),
-    "haproxy-default": {**_ALL_GOOD, **_HAPROXY_KEYLESS, **_HAPROXY_CORKED},
+    "haproxy-default": {**_ALL_GOOD, **_HAPROXY_KEYLESS},
     "haproxy-nodelay-default": {**_ALL_GOOD, **_HAPROXY_KEYLESS},
     "caddy-default": dict(_ALL_GOOD),
     "apache-default": dict(_ALL_GOOD),
@@ -288,6 +294,8 @@ def test_proxy_cell(
     if known is not None and outcome == known:
         raise KnownOpenError(f"{row} cell {cell}: {outcome!r} ({SECTION2})")
     expected = PROXY_MATRIX[row][cell]
+    if row in HELD_ROWS:
+        outcome = _without_buffered(outcome)
     assert outcome == expected, f"{row} cell {cell}: got {outcome!r}, table says {expected!r}"
 
 
@@ -307,6 +315,36 @@ def test_known_open_target(
     outcome, forwarded = _probe(proxied, proxy, TARGET, cell, backend)
     assert forwarded == FORWARDED[proxy][cell], f"{proxy} to {TARGET}, cell {cell}: received {forwarded!r}"
     assert outcome == PROXY_MATRIX[row][cell], f"{proxy} to {TARGET}, cell {cell}: got {outcome!r}"
+
+
+HOLD_COUNT, HOLD_INTERVAL_MS = 6, 250
+
+
+def _message_delays(port: int) -> list[float]:
+    """How late each message of a stream paced HOLD_INTERVAL_MS apart arrives, against its schedule
+    (message k is written about k intervals after the request; the last one, followed by the end of the
+    response, is left out: nothing holds it)."""
+    with RawStream(port) as stream:
+        sent = time.monotonic()
+        stream.send(start_request("GET", f"{WATCH}?count={HOLD_COUNT}&intervalMs={HOLD_INTERVAL_MS}"))
+        assert stream.read_head() == 200
+        lines = [(at, item) for at, item in stream.timed_json_lines() if "result" in item]
+    assert len(lines) == HOLD_COUNT
+    return [at - sent - k * HOLD_INTERVAL_MS / 1000 for k, (at, _) in enumerate(lines[:-1])]
+
+
+def test_haproxy_holds_stream_messages(
+    proxied: dict[tuple[str, str], tuple[int, WireTap]], backend: Any
+) -> None:
+    """HAProxy as commonly configured holds every stream message back for about 200 ms (the kernel's
+    limit for merged writes); `option http-no-delay` sends each at once. Measured on the same stream
+    through both, median of the delays."""
+    require_proxy("haproxy")
+    held = statistics.median(_message_delays(proxied[("haproxy", MEASURED)][0]))
+    prompt = statistics.median(_message_delays(proxied[("haproxy-nodelay", MEASURED)][0]))
+    print(f"HAProxy: messages {held * 1000:.0f} ms late, {prompt * 1000:.0f} ms with http-no-delay")
+    assert 0.15 <= held <= 0.6, f"HAProxy without http-no-delay: messages {held * 1000:.0f} ms late"
+    assert prompt <= held - 0.1, f"with http-no-delay {prompt * 1000:.0f} ms, without {held * 1000:.0f} ms"
 
 
 def test_proxy_tables_complete() -> None:
@@ -343,8 +381,11 @@ def render_proxy_sections() -> str:
         "`Connection` (C), `Upgrade` (U) and `HTTP2-Settings` (S) headers of the request the proxy sent "
         "(`-` none of them, `none` the proxy answered by itself). *Client got*: the outcome tokens above. "
         f"A cell marked ‡ is the known open item of issue 16 section 2 ({SECTION2}): the suite counts it "
-        "as an expected failure while it shows exactly that outcome, and the *Must be* column says what it "
-        "must become.\n",
+        "as an expected failure while it shows exactly that outcome; the *must be* column is what it must "
+        "become, measured through the same proxy in front of `default-no-ws` (which already serves such "
+        "requests as plain HTTP). A cell marked † has each stream message held back up to 200 ms by the "
+        "proxy: `buffered` when the messages fall within one hold, as 5 lines 40 ms apart usually do "
+        "(measured on a slower stream by `test_haproxy_holds_stream_messages`).\n",
     ]
     for proxy, (package, text) in PROXIES.items():
         row = f"{proxy}-default"
@@ -360,6 +401,8 @@ def render_proxy_sections() -> str:
         parts += [header, rule]
         for cell in CELLS:
             got = f"{known[cell]} ‡" if cell in known else PROXY_MATRIX[row][cell]
+            if row in HELD_ROWS and cell in _PACED:
+                got += " †"
             line = f"| {cell} | {FORWARDED[proxy][cell]} | {got} |"
             if known:
                 line += f" {PROXY_MATRIX[row][cell] if cell in known else ''} |"
