@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from tests import test_upgrade_matrix as upgrade_matrix
 from tests.proxies import PROXIES, WireTap, forwarded_token, proxy_binary, proxy_version, start_proxy
 from tests.servers import start_gateways
 from tests.stream_support import RawStream, start_request
@@ -270,6 +271,17 @@ def _probe(
     outcome = getattr(Probe(port, backend), cell)()
     requests = tap.requests()
     return outcome, forwarded_token(requests[0] if requests else None)
+
+
+PROXIED_HANG_WAIT = 4.0
+"""tests/test_upgrade_matrix.py's HANG_WAIT for cells through a proxy: the plain GET that follows a cell
+takes two more hops (the proxy opens a new upstream connection, through the wire tap), and on a loaded
+machine 1.5 s was seen to pass. No cell here expects `hang` or `+lost`, so a larger wait costs nothing."""
+
+
+@pytest.fixture(autouse=True)
+def _proxied_hang_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upgrade_matrix, "HANG_WAIT", PROXIED_HANG_WAIT)
 
 
 FORWARDED_OBSERVED: dict[str, dict[str, str]] = {}
