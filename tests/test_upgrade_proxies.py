@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from tests import test_upgrade_matrix as upgrade_matrix
-from tests.proxies import PROXIES, WireTap, forwarded_token, proxy_binary, proxy_version, start_proxy
+from tests.proxies import PROXIES, WireTap, forwarded_token, proxy_binary, start_proxy
 from tests.servers import start_gateways
 from tests.stream_support import RawStream, start_request
 from tests.test_upgrade_matrix import CELLS, COUNT, OBSERVED, WATCH, Probe, has_stream_routes
@@ -421,13 +421,3 @@ def render_proxy_sections() -> str:
             parts.append(line)
         parts.append("")
     return "\n".join(parts)
-
-
-def proxy_versions() -> dict[str, str]:
-    """Installed proxy versions (for a look at what was measured; not part of the docs)."""
-    found = {}
-    for proxy in PROXIES:
-        binary = proxy_binary(proxy)
-        if binary:
-            found[proxy] = proxy_version(proxy, binary)
-    return found
