@@ -15,6 +15,7 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 
 from . import __version__
+from .apiconfig import ApiConfigError, ExternalRule, RuleSource, load_rules
 from .codecs import CodecBuilder, build_pool
 from .descriptors import SCALAR_KINDS, FieldInfo, Registry, module_alias, python_module
 from .header_policy import build_policy
@@ -44,6 +45,36 @@ def output_file_name(proto_file: str, service: str) -> str:
     return python_module(proto_file).replace(".", "/") + f"_gateway_{snake_case(service)}.py"
 
 
+FIELD_MASK = "google.protobuf.FieldMask"
+#: Message types a path variable may bind: read from their JSON string form, as in the query.
+PATH_WELL_KNOWN_TYPES = frozenset(
+    {
+        "google.protobuf.Timestamp",
+        "google.protobuf.Duration",
+        FIELD_MASK,
+        *(
+            f"google.protobuf.{n}Value"
+            for n in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
+        ),
+    }
+)
+#: key of an HttpRule part ("pattern", "body", "response_body") -> the `where` text naming it
+_Locate = Callable[[str], str]
+
+
+def _annotation_locator(where: str) -> _Locate:
+    return lambda key: "" if key == "origin" else where
+
+
+def _yaml_locator(where: str, source: RuleSource) -> _Locate:
+    def locate(key: str) -> str:
+        if key == "origin":
+            return f" (grpc_api_configuration {source.where('pattern')})"
+        return f"{where}, grpc_api_configuration {source.where(key)}"
+
+    return locate
+
+
 class _ServiceBuilder:
     def __init__(
         self,
@@ -51,7 +82,9 @@ class _ServiceBuilder:
         file: descriptor_pb2.FileDescriptorProto,
         options: Options,
         pool: Callable[[], descriptor_pool.DescriptorPool] | None = None,
+        external: dict[str, list[ExternalRule]] | None = None,
     ) -> None:
+        self.external = external or {}
         self.registry = registry
         self.file = file
         self.options = options
@@ -81,10 +114,10 @@ class _ServiceBuilder:
                     raise GenerationError(
                         self.file.name,
                         where,
-                        f"route {binding.http_method} {binding.template.source} conflicts with "
-                        f"{binding.http_method} {other_source} of method {other_method}",
+                        f"route {binding.http_method} {binding.template.source}{binding.origin} conflicts "
+                        f"with {binding.http_method} {other_source} of method {other_method}",
                     )
-                seen[key] = (method.name, binding.template.source)
+                seen[key] = (method.name, binding.template.source + binding.origin)
             twin = next((m.name for m in methods if m.snake_name == built.snake_name), None)
             if twin is not None:  # the handlers would share one Python name: one would call the other's RPC
                 raise GenerationError(
@@ -130,20 +163,26 @@ class _ServiceBuilder:
     def method(
         self, service_full: str, method: descriptor_pb2.MethodDescriptorProto, where: str
     ) -> Method | None:
-        rules: list[tuple[int, http_pb2.HttpRule]] = []
+        # grpc-gateway v2's order (internal/descriptor/services.go): the grpc_api_configuration rules of
+        # the method in file order, then its google.api.http annotation; each rule followed by its
+        # additional_bindings. Only a method with neither gets the unbound default.
+        rules: list[tuple[http_pb2.HttpRule, _Locate]] = []
+        for external in self.external.get(f"{service_full}.{method.name}", ()):
+            rules.append((external.rule, _yaml_locator(where, external.source)))
+            for source, extra in zip(external.additional, external.rule.additional_bindings, strict=True):
+                rules.append((extra, _yaml_locator(where, source)))
         if method.options.HasExtension(annotations_pb2.http):
             rule = method.options.Extensions[annotations_pb2.http]
-            rules.append((0, rule))
-            for i, extra in enumerate(rule.additional_bindings, start=1):
+            rules.append((rule, _annotation_locator(f"{where}, http rule")))
+            for i, extra in enumerate(rule.additional_bindings):
+                label = f"{where}, additional_bindings[{i}]"
                 if extra.additional_bindings:
-                    raise GenerationError(
-                        self.file.name, where, f"additional_bindings[{i - 1}] has nested additional_bindings"
-                    )
-                rules.append((i, extra))
-        elif self.options.generate_unbound_methods:
+                    raise GenerationError(self.file.name, label, "has nested additional_bindings")
+                rules.append((extra, _annotation_locator(label)))
+        if not rules and self.options.generate_unbound_methods:
             unbound = http_pb2.HttpRule(post=f"/{service_full}/{method.name}", body="*")
-            rules.append((0, unbound))
-        else:
+            rules.append((unbound, _annotation_locator(f"{where}, unbound method")))
+        if not rules:
             return None
         input_ref = self.type_ref(method.input_type)
         output_ref = self.type_ref(method.output_type)
@@ -157,7 +196,9 @@ class _ServiceBuilder:
             bindings=(),
             snake_name=snake_case(method.name),
         )
-        bindings = tuple(self.binding(m, method, index, rule, where) for index, rule in rules)
+        bindings = tuple(
+            self.binding(m, method, index, rule, locate) for index, (rule, locate) in enumerate(rules)
+        )
         return Method(**{**m.__dict__, "bindings": bindings})
 
     def binding(
@@ -166,10 +207,9 @@ class _ServiceBuilder:
         method: descriptor_pb2.MethodDescriptorProto,
         index: int,
         rule: http_pb2.HttpRule,
-        where: str,
+        locate: _Locate,
     ) -> Binding:
-        label = "http rule" if index == 0 else f"additional_bindings[{index - 1}]"
-        where = f"{where}, {label}"
+        where = locate("pattern")
         pattern_kind = rule.WhichOneof("pattern")
         if pattern_kind is None:
             raise GenerationError(self.file.name, where, "no HTTP method and path (get, put, post, ...) set")
@@ -199,8 +239,8 @@ class _ServiceBuilder:
             raise GenerationError(
                 self.file.name, where, f"path parameters in {text!r} on a client-streaming method"
             )
-        body = self.body(rule.body, request.full_name, http_method, where, m.client_streaming)
-        response_body = self.response_body(rule.response_body, method.output_type, where)
+        body = self.body(rule.body, request.full_name, http_method, locate("body"), m.client_streaming)
+        response_body = self.response_body(rule.response_body, method.output_type, locate("response_body"))
         bound = [p.dotted for p in path_params]
         if body.field is not None:
             bound.append(body.field.name)
@@ -213,7 +253,26 @@ class _ServiceBuilder:
             path_params=path_params,
             query_bound=tuple(sorted(set(bound))),
             query_closed=body.kind == "all",
+            patch_mask=self.patch_mask(http_method, body, request.full_name),
+            origin=locate("origin"),
         )
+
+    def patch_mask(self, http_method: str, body: Body, request: str) -> FieldRef | None:
+        """grpc-gateway's allow_patch_feature: the request's one FieldMask field, for a PATCH binding whose
+        body is one (singular) message field; None where the mask is not filled from the body."""
+        if not self.options.allow_patch_feature or http_method != "PATCH" or body.field is None:
+            return None
+        if body.field.kind != "message" or body.field.repeated or body.field.is_map:
+            return None
+        masks = [
+            f for f in self.registry.message(request).fields if f.type_name == FIELD_MASK and not f.repeated
+        ]
+        repeated = any(
+            f.type_name == FIELD_MASK and f.repeated for f in self.registry.message(request).fields
+        )
+        if len(masks) != 1 or repeated:  # grpc-gateway: exactly one field of type FieldMask
+            return None
+        return self.field_ref(masks[0])
 
     def field_ref(self, info: FieldInfo) -> FieldRef:
         kind = "message" if info.is_message else SCALAR_KINDS[info.type]
@@ -253,15 +312,17 @@ class _ServiceBuilder:
                     )
                 message = self.registry.message(info.type_name)
         assert info is not None
-        if info.is_message or info.repeated:
+        wkt = info.type_name if info.is_message and info.type_name in PATH_WELL_KNOWN_TYPES else ""
+        if (info.is_message and not wkt) or info.repeated:
             what = "a repeated field" if info.repeated else f"message-typed ({info.type_name})"
             raise GenerationError(
                 self.file.name,
                 where,
-                f"path variable {{{dotted}}} in {template.source!r} is {what}; it must be a scalar or enum",
+                f"path variable {{{dotted}}} in {template.source!r} is {what}; it must be a scalar, an "
+                "enum, or one of " + ", ".join(sorted(PATH_WELL_KNOWN_TYPES)),
             )
         enum = self.type_ref(info.type_name, enum=True) if refs[-1].kind == "enum" else None
-        return PathParam(index, tuple(refs), refs[-1].kind, enum, capture.multi)
+        return PathParam(index, tuple(refs), refs[-1].kind, enum, capture.multi, wkt)
 
     def body(self, body: str, request: str, http_method: str, where: str, client_streaming: bool) -> Body:
         if not body:
@@ -324,11 +385,12 @@ class _ServiceBuilder:
 def build_services(registry: Registry, files_to_generate: list[str], options: Options) -> list[Service]:
     services: list[Service] = []
     pool = functools.cache(lambda: build_pool(registry))  # built once, and only when a service needs it
+    external = external_rules(registry, options)
     for name in files_to_generate:
         file = registry.files[name]
         outputs: dict[str, str] = {}
         for service in file.service:
-            built = _ServiceBuilder(registry, file, options, pool).build(service)
+            built = _ServiceBuilder(registry, file, options, pool, external).build(service)
             if built is None:
                 continue
             if built.output_file in outputs:
@@ -340,3 +402,25 @@ def build_services(registry: Registry, files_to_generate: list[str], options: Op
             outputs[built.output_file] = service.name
             services.append(built)
     return services
+
+
+def external_rules(registry: Registry, options: Options) -> dict[str, list[ExternalRule]]:
+    """The grpc_api_configuration rules by method full name; a selector naming no method of the request
+    (any of its files, generated or not, as grpc-gateway's registry sees them) is an error."""
+    if not options.grpc_api_configuration:
+        return {}
+    methods = {
+        f"{file.package + '.' if file.package else ''}{service.name}.{method.name}"
+        for file in registry.files.values()
+        for service in file.service
+        for method in service.method
+    }
+    by_method: dict[str, list[ExternalRule]] = {}
+    for rule in load_rules(options.grpc_api_configuration):
+        if rule.selector not in methods:
+            raise ApiConfigError(
+                f"grpc_api_configuration {rule.source.where('selector')}: selector {rule.selector!r} "
+                "matches no method of the protos given to protoc"
+            )
+        by_method.setdefault(rule.selector, []).append(rule)
+    return by_method

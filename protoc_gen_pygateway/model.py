@@ -48,6 +48,8 @@ class PathParam:
     kind: str  # scalar kind of the leaf
     enum: TypeRef | None  # the leaf's enum class, for kind == "enum"
     multi: bool  # spans several segments: reserved characters stay percent-encoded
+    #: full name of the leaf's well-known type (Timestamp, Duration, FieldMask, a wrapper), else ""
+    wkt: str = ""
 
     @property
     def dotted(self) -> str:
@@ -72,6 +74,11 @@ class Binding:
     query_bound: tuple[str, ...]
     #: True when the body is `*`: every field not in the path comes from the body, none from the query.
     query_closed: bool
+    #: allow_patch_feature: the request's FieldMask field filled from the body's members when the request
+    #: left it empty (PATCH with one message body field and exactly one FieldMask field), else None.
+    patch_mask: FieldRef | None = None
+    #: Where the rule was written, for messages: "" (the annotation) or "FILE:LINE" (grpc_api_configuration).
+    origin: str = ""
 
 
 @dataclass(frozen=True)

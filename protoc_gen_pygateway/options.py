@@ -23,6 +23,12 @@ class Options:
 
     #: Give methods without google.api.http a `POST /pkg.Service/Method` route with body `*`.
     generate_unbound_methods: bool = False
+    #: A google.api.Service YAML file whose `http.rules` bind methods (grpc-gateway's option of the same
+    #: name; see docs/grpc-api-configuration.md). Read from protoc's working directory.
+    grpc_api_configuration: str = ""
+    #: PATCH bindings whose body is one message field and whose request has exactly one FieldMask field
+    #: fill that mask from the JSON body's members when the request left it empty (grpc-gateway's option).
+    allow_patch_feature: bool = True
     #: Allow `body` on DELETE bindings (http.proto discourages it; grpc-gateway gates it the same way).
     allow_delete_body: bool = False
     #: protojson output: proto field names instead of lowerCamelCase JSON names.
@@ -78,6 +84,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Options taking any non-empty text (a file path).
+_FREE_TEXT = frozenset({"grpc_api_configuration"})
+
+
 def _parse_bool(key: str, value: str) -> bool:
     if value in ("true", ""):  # a bare `key` means true
         return True
@@ -114,6 +124,10 @@ def parse_options(parameter: str) -> Options:
             if not re.fullmatch(r"[0-9]+", value) or int(value) <= 0:
                 raise OptionsError(f"option {key}: expected a positive integer, got {value!r}")
             values[key] = int(value)
+        elif key in _FREE_TEXT:
+            if not value:
+                raise OptionsError(f"option {key}: expected a value")
+            values[key] = value
         else:
             choices = _CHOICES.get(key, ())
             if value not in choices:

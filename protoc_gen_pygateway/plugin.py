@@ -13,6 +13,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
 from . import __version__
+from .apiconfig import ApiConfigError
 from .builder import GenerationError, build_services
 from .descriptors import Registry
 from .header_policy import check_options
@@ -45,7 +46,7 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
             from .openapi import render_documents  # imported only when asked for: ~30 ms of startup
 
             files.update(render_documents(registry, services, options))
-    except (OptionsError, GenerationError) as err:
+    except (OptionsError, GenerationError, ApiConfigError) as err:
         response.error = f"protoc-gen-pygateway: {err}"
         return response
     except Exception as err:  # a bug of ours: still a clear message, never a traceback on protoc's stderr

@@ -78,6 +78,8 @@ def _attribute_chain(fields: tuple[FieldRef, ...]) -> str:
 def _path_assignment(param: PathParam) -> str:
     """`payload.a.b = _rt.parse_x(_rt.path_value(captures[i], multi), "a.b")` for one path variable."""
     value = f"_rt.path_value(request.captures[{param.capture}], {param.multi})"
+    if param.wkt:  # a message field: filled in place from its JSON string form (as in the query)
+        return f'    _rt.set_path_message({_attribute_chain(param.fields)}, {value}, "{param.dotted}")'
     if param.kind == "string":
         converted = value
     elif param.kind == "enum":

@@ -299,6 +299,8 @@ def test_generate_unbound_methods(services_request: plugin_pb2.CodeGeneratorRequ
 
 DEFAULTS = {
     "generate_unbound_methods": False,
+    "grpc_api_configuration": "",
+    "allow_patch_feature": True,
     "allow_delete_body": False,
     "use_proto_names": False,
     "emit_unpopulated": True,
@@ -357,6 +359,12 @@ OPTION_TABLE: list[tuple[str, dict[str, object], str]] = [
     ("max_json_depth=64", {}, ""),
     ("emit_runtime=false", {"emit_runtime": False}, "emit_runtime=false"),
     ("websocket=false", {"websocket": False}, "websocket=false"),
+    ("allow_patch_feature=false", {"allow_patch_feature": False}, "allow_patch_feature=false"),
+    (
+        "grpc_api_configuration=conf/api.yaml",
+        {"grpc_api_configuration": "conf/api.yaml"},
+        "grpc_api_configuration=conf/api.yaml",
+    ),
     ("openapi=true", {"openapi": True}, "openapi=true"),
     ("openapi", {"openapi": True}, "openapi=true"),
     ("openapi=false", {}, ""),
