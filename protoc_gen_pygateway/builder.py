@@ -46,6 +46,7 @@ def output_file_name(proto_file: str, service: str) -> str:
 
 
 FIELD_MASK = "google.protobuf.FieldMask"
+HTTP_BODY = "google.api.HttpBody"
 #: Message types a path variable may bind: read from their JSON string form, as in the query.
 PATH_WELL_KNOWN_TYPES = frozenset(
     {
@@ -244,6 +245,19 @@ class _ServiceBuilder:
         bound = [p.dotted for p in path_params]
         if body.field is not None:
             bound.append(body.field.name)
+        http_body_request = (body.kind == "all" and request.full_name == HTTP_BODY) or (
+            body.field is not None and body.field.message_type == HTTP_BODY and not body.field.repeated
+        )
+        if response_body is None:
+            http_body_response = method.output_type.lstrip(".") == HTTP_BODY
+        else:
+            http_body_response = response_body.message_type == HTTP_BODY and not response_body.repeated
+        if http_body_response and m.client_streaming:
+            raise GenerationError(
+                self.file.name,
+                locate("response_body" if response_body else "pattern"),
+                "google.api.HttpBody replies are supported on unary and server-streaming methods only",
+            )
         return Binding(
             index=index,
             http_method=http_method,
@@ -255,6 +269,8 @@ class _ServiceBuilder:
             query_closed=body.kind == "all",
             patch_mask=self.patch_mask(http_method, body, request.full_name),
             origin=locate("origin"),
+            http_body_request=http_body_request,
+            http_body_response=http_body_response,
         )
 
     def patch_mask(self, http_method: str, body: Body, request: str) -> FieldRef | None:

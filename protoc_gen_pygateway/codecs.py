@@ -184,10 +184,12 @@ class CodecBuilder:
             for b in m.bindings:
                 # No fast path when max_json_depth lets a body reach json_format's limit of 100 message
                 # levels: json_format alone then reports it, with its own message.
-                if b.body.kind != "none" and self.options.max_json_depth < 100:
+                if b.body.kind != "none" and not b.http_body_request and self.options.max_json_depth < 100:
                     request = self.pool.FindMessageTypeByName(m.input.full_name)
                     if request.full_name not in WELL_KNOWN:
                         decoder_names[request.full_name] = self.decoder(request)
+                if b.http_body_response:  # raw bytes out: no JSON codec
+                    continue
                 key = b.response_body.name if b.response_body else ""
                 if key not in made:
                     made[key] = self.reply(m, b.index, output, key, reply_functions)

@@ -77,8 +77,19 @@ class Binding:
     #: allow_patch_feature: the request's FieldMask field filled from the body's members when the request
     #: left it empty (PATCH with one message body field and exactly one FieldMask field), else None.
     patch_mask: FieldRef | None = None
+    #: google.api.HttpBody request: the raw body (any content type) fills the HttpBody (`*` on an HttpBody
+    #: request, or a body field of that type); no JSON parsing.
+    http_body_request: bool = False
+    #: google.api.HttpBody reply (the reply, or its response_body field): `data` is the raw response body,
+    #: `content_type` its Content-Type.
+    http_body_response: bool = False
     #: Where the rule was written, for messages: "" (the annotation) or "FILE:LINE" (grpc_api_configuration).
     origin: str = ""
+
+    @property
+    def http_body(self) -> bool:
+        """Raw bytes in either direction: such bindings have no WebSocket route."""
+        return self.http_body_request or self.http_body_response
 
 
 @dataclass(frozen=True)
@@ -223,7 +234,7 @@ class Service:
     @property
     def websocket_routes(self) -> bool:
         """Whether the module has WebSocket routes (streaming methods, unless turned off)."""
-        return self.options.websocket and any(m.streaming for m in self.served_methods)
+        return self.options.websocket and any(m.streaming and not b.http_body for m, b in self.bindings)
 
     @property
     def bindings(self) -> tuple[tuple[Method, Binding], ...]:

@@ -24,7 +24,7 @@ class Options:
     #: Give methods without google.api.http a `POST /pkg.Service/Method` route with body `*`.
     generate_unbound_methods: bool = False
     #: A google.api.Service YAML file whose `http.rules` bind methods (grpc-gateway's option of the same
-    #: name; see docs/grpc-api-configuration.md). Read from protoc's working directory.
+    #: name; see docs/grpc-gateway-parity.md). Read from protoc's working directory.
     grpc_api_configuration: str = ""
     #: PATCH bindings whose body is one message field and whose request has exactly one FieldMask field
     #: fill that mask from the JSON body's members when the request left it empty (grpc-gateway's option).

@@ -93,6 +93,18 @@ def _path_assignment(param: PathParam) -> str:
     return f"    {parent}.{leaf} = {converted}"
 
 
+def _field_expr(field: FieldRef) -> str:
+    """`payload.<field>` for a top-level field of the request (getattr for Python keywords)."""
+    return _attribute_chain((field,))
+
+
+def _reply_body(binding: Binding) -> str:
+    """The HttpBody of a reply: the reply itself, or its response_body field."""
+    if binding.response_body is None:
+        return "reply"
+    return _attribute_chain((binding.response_body,)).replace("payload", "reply", 1)
+
+
 def _reply(binding: Binding, method: Method, service: Service, level: str) -> str:
     """The expression a handler passes the runtime to turn replies into JSON bytes (`level="bytes"`) or
     JSON data (`"data"`): the binding's generated reply codec (codecs.py)."""
@@ -146,6 +158,8 @@ def environment() -> jinja2.Environment:
         rank_words=_rank_words,
         path_assignment=_path_assignment,
         reply=_reply,
+        field_expr=_field_expr,
+        reply_body=_reply_body,
     )
     return env
 

@@ -30,6 +30,12 @@ CASES: dict[str, str] = {
 OTHER_CASES: dict[str, tuple[list[str], str]] = {
     # every field shape of the generated JSON codecs (tests/test_json_codecs.py)
     "alltypes": (["alltypes/v1/alltypes.proto", "alltypes/v1/legacy.proto"], ""),
+    # issue 13: PATCH masks, HttpBody, well-known types in paths, unbound methods + grpc_api_configuration
+    # (a path relative to the repository root, where protoc and the tests run)
+    "parity": (
+        ["parity/v1/parity.proto"],
+        "generate_unbound_methods=true,grpc_api_configuration=testdata/apiconfig/parity.yaml,openapi=true",
+    ),
 }
 
 
@@ -45,9 +51,17 @@ RUNTIME_PREFIX = "pygateway_runtime/"
 
 def generate_case(parameter: str, protos: list[str] | None = None) -> dict[str, str]:
     """The files a golden case holds: everything generated except the runtime package."""
+    import os
+
     from protoc_gen_pygateway.plugin import generate
 
-    response = generate(code_generator_request(protos or PROTOS, parameter))
+    request = code_generator_request(protos or PROTOS, parameter)
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # grpc_api_configuration paths are relative to the repository root
+    try:
+        response = generate(request)
+    finally:
+        os.chdir(cwd)
     if response.error:
         raise SystemExit(f"generation failed: {response.error}")
     return {f.name: f.content for f in response.file if not f.name.startswith(RUNTIME_PREFIX)}

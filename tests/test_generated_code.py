@@ -179,6 +179,8 @@ def test_tree_contents(tree: Path) -> None:
             "modern.v1.modern_pb2_gateway_modern_service",
             "zoo_service_pb2_gateway_zoo_service",
         }
+    elif tree.name.startswith("tree_parity"):
+        assert modules == {"parity.v1.parity_pb2_gateway_parity_service"}
     elif tree.name.startswith("tree_alltypes"):
         assert modules == {
             "alltypes.v1.alltypes_pb2_gateway_all_types_service",

@@ -32,6 +32,11 @@ from .schema import (
 
 OPENAPI_VERSION = "3.1.0"
 NDJSON = "application/x-ndjson"
+#: google.api.HttpBody bodies: raw bytes of a media type the API does not fix.
+ANY_MEDIA = "*/*"
+BINARY: dict[str, str] = {"type": "string", "format": "binary"}
+#: Largest message a raw (HttpBody) client stream sends upstream; the runtime's RAW_CHUNK_BYTES.
+RAW_CHUNK_BYTES = 65536
 SSE = "text/event-stream"
 JSON = "application/json"
 
@@ -315,6 +320,24 @@ class _Document:
         body = binding.body
         if body.kind == "none":
             return None
+        if binding.http_body_request:
+            where = (
+                "the request"
+                if body.kind == "all"
+                else f"the field `{body.field.name if body.field else ''}`"
+            )
+            if method.client_streaming:
+                text = (
+                    f"Raw bytes of any media type (google.api.HttpBody into {where}): streamed upstream as "
+                    f"they arrive, in messages of at most {RAW_CHUNK_BYTES} bytes; each carries the "
+                    "request's Content-Type. An empty body is an empty stream."
+                )
+            else:
+                text = (
+                    f"Raw bytes of any media type (google.api.HttpBody into {where}): `data` holds them as "
+                    "sent, `content_type` the request's Content-Type. Not parsed; may be empty."
+                )
+            return {"description": text, "required": False, "content": {ANY_MEDIA: {"schema": BINARY}}}
         if body.kind == "all":
             item = self.schemas.message(method.input.full_name)
             what = f"the request message {method.input.full_name}"
@@ -406,9 +429,25 @@ class _Document:
         }
 
     def success(self, method: Method, binding: Binding) -> Schema:
-        reply = self.reply_schema(method, binding)
         if binding.http_method == "HEAD":
             return {"description": "The headers the GET answer would have; no body."}
+        if binding.http_body_response:
+            if method.server_streaming:
+                text = (
+                    "Raw bytes (a stream of google.api.HttpBody): each message's `data` is written as it "
+                    "arrives, with no framing; the Content-Type is the first message's `content_type` "
+                    "(`application/octet-stream` when empty). A failure after the first byte ends the "
+                    "response abnormally (no final chunk over HTTP/1.1, a reset over HTTP/2), so an "
+                    "incomplete body is never taken for a complete one."
+                )
+                headers: Schema = {"Cache-Control": {"schema": {"type": "string", "const": "no-cache"}}}
+                return {"description": text, "headers": headers, "content": {ANY_MEDIA: {"schema": BINARY}}}
+            text = (
+                "Raw bytes (google.api.HttpBody): the reply's `data` as the body, its `content_type` as "
+                "Content-Type (`application/octet-stream` when empty)."
+            )
+            return {"description": text, "content": {ANY_MEDIA: {"schema": BINARY}}}
+        reply = self.reply_schema(method, binding)
         if not method.server_streaming:
             return {"description": "The reply message as JSON.", "content": {JSON: {"schema": reply}}}
         error = self.stream_error_ref()
@@ -532,14 +571,18 @@ class _Document:
             notes.append(doc.description)
         kind = method.kind.replace("_", " to ")
         notes.append(f"gRPC `{method.grpc_path}` ({kind}).")
-        if method.client_streaming:
+        if method.client_streaming and binding.http_body_request:
+            notes.append("The raw request body is streamed upstream as google.api.HttpBody messages.")
+        elif method.client_streaming:
             notes.append("The request body is a stream of newline-delimited JSON request messages.")
-        if method.server_streaming:
+        if method.server_streaming and binding.http_body_response:
+            notes.append("The reply is a stream of raw bytes (google.api.HttpBody).")
+        elif method.server_streaming:
             notes.append(
                 "The reply is a stream: NDJSON by default, Server-Sent Events with "
                 "`Accept: text/event-stream`."
             )
-        websocket = method.streaming and self.options.websocket
+        websocket = method.streaming and self.options.websocket and not binding.http_body
         owner = self.websocket_owner.get(binding.template.shape()) if websocket else None
         if owner is not None and owner[2] is not binding:
             other = self.operation_id(*owner)
@@ -562,7 +605,9 @@ class _Document:
         for status in ERROR_STATUSES:
             if status in _BODY_ONLY and binding.body.kind == "none":
                 continue
-            responses[str(status)] = self.error(status, method.server_streaming)
+            responses[str(status)] = self.error(
+                status, method.server_streaming and not binding.http_body_response
+            )
         op["responses"] = responses
         if doc.deprecated:
             op["deprecated"] = True
@@ -581,7 +626,7 @@ class _Document:
         # first declared (they rank equal) takes it, whatever its HTTP method.
         for service in services:
             for method, binding in service.bindings:
-                if method.streaming:
+                if method.streaming and not binding.http_body:
                     self.websocket_owner.setdefault(binding.template.shape(), (service, method, binding))
         tags = []
         for service in services:

@@ -589,6 +589,8 @@ def _update_book_0_request(request: _rt.Request, body: bytes, first: bool = True
     _JSON.parse_field(payload, "book", body, required=True, fast=_decode_update_book_request)
     payload.book.name = _rt.path_value(request.captures[0], True)
     _rt.apply_query(payload, request.scope["query_string"], _BOUND_UPDATE_BOOK_0, False, _REJECT_UNKNOWN_QUERY)
+    if not payload.update_mask.paths:  # allow_patch_feature: the fields the JSON body sets
+        _rt.body_field_mask(payload.update_mask, body, payload.book.DESCRIPTOR)
     return payload
 
 
