@@ -123,7 +123,10 @@ class Import:
     def line(self) -> str:
         package, _, name = self.module.rpartition(".")
         if package:
-            return f"from {package} import {name} as {self.alias}"
+            line = f"from {package} import {name} as {self.alias}"
+            if package == "google.api":  # googleapis-common-protos ships no type information
+                line += "  # type: ignore[import-untyped,unused-ignore]"
+            return line
         return f"import {name} as {self.alias}"
 
     @property

@@ -288,7 +288,7 @@ def test_unbound_default_only_for_methods_without_any_rule(
         run(base_request, ROOT / "testdata" / "apiconfig" / "parity.yaml", "generate_unbound_methods=true")
     )
     routes = code.split('"""', 2)[1]
-    for name in ("Plain", "Collect", "Chat"):
+    for name in ("Plain", "Countdown", "Collect", "Chat"):
         assert f"POST /{SERVICE}/{name} -> {name}" in routes
     assert f"/{SERVICE}/Ticks" not in routes and f"/{SERVICE}/Yamled" not in routes
 
