@@ -150,7 +150,16 @@ def _servicer(pb: Any, pb_grpc: Any, recorder: Recorder) -> Any:
                 size += len(item.data)
                 largest = max(largest, len(item.data))
                 count += 1
-            recorder.add("UploadStream", (content_type, size, count))
+            # A client cancelling the call also ends the iteration (grpc.aio gives EOF): only
+            # `context.cancelled()` tells a cut-off stream from a complete one.
+            cancelled = context.cancelled()
+            try:
+                await asyncio.sleep(0.05)  # the cancellation may land just after the EOF
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
+            finally:
+                recorder.add("UploadStream", (content_type, size, count, cancelled or context.cancelled()))
             return pb.UploadReply(
                 content_type=content_type,
                 size=size,
@@ -173,6 +182,10 @@ def _servicer(pb: Any, pb_grpc: Any, recorder: Recorder) -> Any:
         async def Ticks(self, request: Any, context: Any) -> AsyncIterator[Any]:
             recorder.add("Ticks", request)
             for i in range(request.n):
+                yield pb.Ping(text=request.text, n=i)
+
+        async def Countdown(self, request: Any, context: Any) -> AsyncIterator[Any]:
+            for i in range(request.n, 0, -1):
                 yield pb.Ping(text=request.text, n=i)
 
         async def Collect(self, request_iterator: Any, context: Any) -> Any:

@@ -8,6 +8,8 @@ the request-independent machinery they call, one job per module:
 - `request`: the HTTP exchange (bounded body reading, media types, responses); `errors`: status mapping
   and the google.rpc.Status body; `metadata`: headers <-> gRPC metadata under the generated policy;
 - `unary`, `streams` (NDJSON, SSE, client streams), `websocket`: the calls; `lifecycle`: graceful shutdown;
+- `httpbody`: google.api.HttpBody raw bodies (unary, raw server streams); `fieldmask`: PATCH masks filled
+  from the body (allow_patch_feature);
 - `jsonstyle`, `jsonfast`, `values`, `query`: JSON bodies, the generated codecs' helpers, path and query
   values; `options`: `GatewayOptions` and `HeaderPolicy`;
 - `serve`: the serve command (`python -m pygateway_runtime.serve`, or `pygateway_serve.py` beside this
@@ -21,6 +23,8 @@ from __future__ import annotations
 from .app import Gateway, combine
 from .asgi import Event, Handler, Metadata, Receive, Scope, Send
 from .errors import HTTP_STATUS, ClientDisconnectedError, HttpError, bad_request, error_body
+from .fieldmask import body_field_mask
+from .httpbody import check_raw_body, fill_http_body, http_body_call, http_body_stream_call
 from .jsonfast import (
     FastDecoder,
     enum_names,
@@ -48,7 +52,7 @@ from .jsonfast import (
 from .jsonstyle import JsonStyle, dump_json
 from .metadata import parse_timeout, request_metadata, response_metadata_headers
 from .options import GatewayOptions, HeaderPolicy
-from .query import NOTHING_BOUND, apply_query
+from .query import NOTHING_BOUND, apply_query, set_path_message
 from .request import Request, check_body_type
 from .routing import LITERAL, MULTI, SINGLE, Capture, Route, segments
 from .streams import client_stream_call, server_stream_call
@@ -96,7 +100,9 @@ __all__ = [
     "__version__",
     "apply_query",
     "bad_request",
+    "body_field_mask",
     "check_body_type",
+    "check_raw_body",
     "client_stream_call",
     "combine",
     "dump_json",
@@ -118,6 +124,9 @@ __all__ = [
     "fast_string",
     "fast_uint32",
     "fast_uint64",
+    "fill_http_body",
+    "http_body_call",
+    "http_body_stream_call",
     "json_bytes",
     "json_double",
     "json_float",
@@ -138,6 +147,7 @@ __all__ = [
     "response_metadata_headers",
     "segments",
     "server_stream_call",
+    "set_path_message",
     "unary_call",
     "websocket_call",
 ]

@@ -66,6 +66,12 @@ def _set_wkt(target: message.Message, text: str, name: str) -> None:
         raise bad_request(f"invalid value for {name}: {err}") from None
 
 
+def set_path_message(target: message.Message, text: str, name: str) -> None:
+    """A path variable bound to a Timestamp, Duration, wrapper or FieldMask field: read from its JSON
+    string form by the code that reads query values, so a bad value gets the same 400 message."""
+    _set_wkt(target, text, name)
+
+
 #: `bound` for bindings whose body is `*` (every field comes from the body or the path).
 NOTHING_BOUND: frozenset[str] = frozenset()
 

@@ -322,6 +322,38 @@ class _BodyPump:
         await self.call.write(self.build(line, first))
 
 
+#: Largest message a raw (google.api.HttpBody) client stream sends upstream: bigger received chunks are
+#: split, smaller ones go as they arrive (never held back to fill a message).
+RAW_CHUNK_BYTES = 65536
+
+
+class _RawBodyPump(_BodyPump):
+    """Feeds a raw request body to a client stream of HttpBody messages, as it arrives, in messages of at
+    most RAW_CHUNK_BYTES. A body ending short of its Content-Length cancels the call (HttpError)."""
+
+    async def _pump(self) -> None:
+        request = self.request
+        declared = _declared_length(request, request.gateway.max_body_bytes)
+        size = 0
+        first = True
+        while True:
+            event = await request.receive()
+            if event["type"] == "http.disconnect":
+                raise ClientDisconnectedError
+            chunk = event.get("body", b"")
+            size += len(chunk)
+            for start in range(0, len(chunk), RAW_CHUNK_BYTES):
+                await self._write(chunk[start : start + RAW_CHUNK_BYTES], first)
+                first = False
+            if not event.get("more_body", False):
+                break
+        if declared is not None and size != declared:
+            raise _incomplete(size, declared)
+        if first:  # an empty body is an empty stream; its query parameters are still checked
+            self.build(b"", True)
+        await self.call.done_writing()
+
+
 async def client_stream_call(
     request: Request,
     method: Any,
@@ -330,19 +362,22 @@ async def client_stream_call(
     encode: Callable[[Any], Any],
     server_streaming: bool,
     encode_reply: Callable[[Any], bytes],
+    chunked: bool = False,
 ) -> None:
     """Client or bidi streaming over HTTP/1.1 or HTTP/2: the NDJSON body streamed upstream as it arrives,
     replies relayed as they come (full duplex where the server and client allow it).
 
     A gateway shutdown ends bidi streams like server streams; a client stream still sending its body is
-    ended with 503 UNAVAILABLE, one whose body is complete finishes like a unary call."""
+    ended with 503 UNAVAILABLE, one whose body is complete finishes like a unary call.
+
+    `chunked`: the body is raw bytes (google.api.HttpBody), sent as messages of at most RAW_CHUNK_BYTES."""
     metadata, timeout = request_metadata(request, policy)
     if server_streaming and await _refuse_while_shutting_down(request):
         return
     if request.gateway.shutting_down:
         raise HttpError(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
     call = method(metadata=tuple(metadata), timeout=timeout)
-    pump = _BodyPump(request, call, build)
+    pump = (_RawBodyPump if chunked else _BodyPump)(request, call, build)
     task = asyncio.ensure_future(pump.run())
 
     def stop_call() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import (
     Callable,
 )
@@ -14,9 +15,12 @@ from google.protobuf import (
 )
 
 from .asgi import _JSON
+from .errors import ClientDisconnectedError
 from .metadata import request_metadata, response_metadata_headers
+from .streams import _cancel_on_disconnect
 
 if TYPE_CHECKING:
+    from .asgi import Metadata
     from .options import HeaderPolicy
     from .request import Request
 
@@ -32,11 +36,27 @@ async def unary_call(
     metadata, timeout = request_metadata(request, policy)
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     try:
-        reply = await call
-        initial = await call.initial_metadata()
-        trailing = await call.trailing_metadata()
+        reply, initial, trailing = await _watch_disconnect(request, call)
     except grpc.aio.AioRpcError as err:
         await request.send_rpc_error(err, policy, None)
         return
-    headers = [_JSON, *response_metadata_headers(policy, initial or (), trailing or ())]
+    headers = [_JSON, *response_metadata_headers(policy, initial, trailing)]
     await request.send_response(200, encode(reply), headers)
+
+
+async def _watch_disconnect(request: Request, call: Any) -> tuple[Any, Metadata, Metadata]:
+    """The reply and metadata of a unary call, cancelling it upstream as soon as the HTTP client goes
+    away (as streams do): a watcher waits on the ASGI receive channel for `http.disconnect` meanwhile.
+    Raises ClientDisconnectedError then (nothing is answered), AioRpcError when the call fails."""
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
+    try:
+        reply = await call
+        initial = await call.initial_metadata()
+        trailing = await call.trailing_metadata()
+    except asyncio.CancelledError:
+        if not watcher.done():
+            raise  # the server cancels the handler (shutdown grace period over)
+        raise ClientDisconnectedError from None
+    finally:
+        watcher.cancel()
+    return reply, list(initial or ()), list(trailing or ())

@@ -22,11 +22,12 @@ Routes:
     GET /v1/streams/{name} -> DownloadStream
     POST /v1/uploads -> UploadStream
     POST /parity.v1.ParityService/Plain -> Plain
-    GET /v1/ticks/{text} -> Ticks
+    POST /parity.v1.ParityService/Countdown -> Countdown
     POST /parity.v1.ParityService/Collect -> Collect
     POST /parity.v1.ParityService/Chat -> Chat
     GET /v1/yamled/{text} -> Yamled
     POST /v1/yamled -> Yamled
+    GET /v1/ticks/{text} -> Ticks
     POST /v1/both -> Both
     GET /v1/both/{text} -> Both
 
@@ -40,7 +41,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2  # type: ignore[import-untyped,unused-ignore]
 
 import pygateway_runtime as _rt
 from parity.v1 import parity_pb2 as parity_dot_v1_dot_parity__pb2
@@ -139,8 +140,8 @@ _BOUND_DOWNLOAD_0: frozenset[str] = frozenset({"name"})
 _BOUND_DOWNLOAD_FIELD_0: frozenset[str] = frozenset({"name"})
 _BOUND_UPLOAD_0: frozenset[str] = frozenset({"content", "name"})
 _BOUND_DOWNLOAD_STREAM_0: frozenset[str] = frozenset({"name"})
-_BOUND_TICKS_0: frozenset[str] = frozenset({"text"})
 _BOUND_YAMLED_0: frozenset[str] = frozenset({"text"})
+_BOUND_TICKS_0: frozenset[str] = frozenset({"text"})
 _BOUND_BOTH_1: frozenset[str] = frozenset({"text"})
 
 
@@ -519,11 +520,11 @@ def _plain_0_request(request: _rt.Request, body: bytes, first: bool = True) -> p
     return payload
 
 
-def _ticks_0_request(request: _rt.Request, body: bytes, first: bool = True) -> parity_dot_v1_dot_parity__pb2.Ping:
-    """Ticks request message for GET /v1/ticks/{text}."""
+def _countdown_0_request(request: _rt.Request, body: bytes, first: bool = True) -> parity_dot_v1_dot_parity__pb2.Ping:
+    """Countdown request message for POST /parity.v1.ParityService/Countdown."""
     payload = parity_dot_v1_dot_parity__pb2.Ping()
-    payload.text = _rt.path_value(request.captures[0], False)
-    _rt.apply_query(payload, request.scope["query_string"], _BOUND_TICKS_0, False, _REJECT_UNKNOWN_QUERY)
+    _JSON.parse(payload, body, _decode_ping)
+    _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
     return payload
 
 
@@ -558,6 +559,14 @@ def _yamled_1_request(request: _rt.Request, body: bytes, first: bool = True) -> 
     payload = parity_dot_v1_dot_parity__pb2.Ping()
     _JSON.parse(payload, body, _decode_ping)
     _rt.apply_query(payload, request.scope["query_string"], _rt.NOTHING_BOUND, True, _REJECT_UNKNOWN_QUERY)
+    return payload
+
+
+def _ticks_0_request(request: _rt.Request, body: bytes, first: bool = True) -> parity_dot_v1_dot_parity__pb2.Ping:
+    """Ticks request message for GET /v1/ticks/{text}."""
+    payload = parity_dot_v1_dot_parity__pb2.Ping()
+    payload.text = _rt.path_value(request.captures[0], False)
+    _rt.apply_query(payload, request.scope["query_string"], _BOUND_TICKS_0, False, _REJECT_UNKNOWN_QUERY)
     return payload
 
 
@@ -641,8 +650,8 @@ class ParityServiceGateway:
             request_serializer=parity_dot_v1_dot_parity__pb2.Ping.SerializeToString,
             response_deserializer=parity_dot_v1_dot_parity__pb2.Ping.FromString,
         )
-        self._ticks = channel.unary_stream(
-            "/parity.v1.ParityService/Ticks",
+        self._countdown = channel.unary_stream(
+            "/parity.v1.ParityService/Countdown",
             request_serializer=parity_dot_v1_dot_parity__pb2.Ping.SerializeToString,
             response_deserializer=parity_dot_v1_dot_parity__pb2.Ping.FromString,
         )
@@ -658,6 +667,11 @@ class ParityServiceGateway:
         )
         self._yamled = channel.unary_unary(
             "/parity.v1.ParityService/Yamled",
+            request_serializer=parity_dot_v1_dot_parity__pb2.Ping.SerializeToString,
+            response_deserializer=parity_dot_v1_dot_parity__pb2.Ping.FromString,
+        )
+        self._ticks = channel.unary_stream(
+            "/parity.v1.ParityService/Ticks",
             request_serializer=parity_dot_v1_dot_parity__pb2.Ping.SerializeToString,
             response_deserializer=parity_dot_v1_dot_parity__pb2.Ping.FromString,
         )
@@ -774,19 +788,20 @@ class ParityServiceGateway:
         payload = _plain_0_request(request, await request.read_body())
         await _rt.unary_call(request, self._plain, payload, _POLICY, _dump_ping)
 
-    async def ticks_0(self, request: _rt.Request) -> None:
-        """GET /v1/ticks/{text} (unary to stream; NDJSON or SSE)"""
-        payload = _ticks_0_request(request, await request.read_body())
-        await _rt.server_stream_call(request, self._ticks, payload, _POLICY, _encode_ping)
+    async def countdown_0(self, request: _rt.Request) -> None:
+        """POST /parity.v1.ParityService/Countdown (unary to stream; NDJSON or SSE)"""
+        _rt.check_body_type(request)
+        payload = _countdown_0_request(request, await request.read_body())
+        await _rt.server_stream_call(request, self._countdown, payload, _POLICY, _encode_ping)
 
-    async def ticks_0_websocket(self, request: _rt.Request) -> None:
-        """WebSocket on /v1/ticks/{text} (unary to stream)."""
+    async def countdown_0_websocket(self, request: _rt.Request) -> None:
+        """WebSocket on /parity.v1.ParityService/Countdown (unary to stream)."""
         await _rt.websocket_call(
             request,
-            self._ticks,
+            self._countdown,
             "unary_stream",
-            lambda data, first: _ticks_0_request(request, data, first),
-            False,
+            lambda data, first: _countdown_0_request(request, data, first),
+            True,
             _POLICY,
             _encode_ping,
         )
@@ -851,6 +866,23 @@ class ParityServiceGateway:
         _rt.check_body_type(request)
         payload = _yamled_1_request(request, await request.read_body())
         await _rt.unary_call(request, self._yamled, payload, _POLICY, _dump_ping)
+
+    async def ticks_0(self, request: _rt.Request) -> None:
+        """GET /v1/ticks/{text} (unary to stream; NDJSON or SSE)"""
+        payload = _ticks_0_request(request, await request.read_body())
+        await _rt.server_stream_call(request, self._ticks, payload, _POLICY, _encode_ping)
+
+    async def ticks_0_websocket(self, request: _rt.Request) -> None:
+        """WebSocket on /v1/ticks/{text} (unary to stream)."""
+        await _rt.websocket_call(
+            request,
+            self._ticks,
+            "unary_stream",
+            lambda data, first: _ticks_0_request(request, data, first),
+            False,
+            _POLICY,
+            _encode_ping,
+        )
 
     async def both_0(self, request: _rt.Request) -> None:
         """POST /v1/both"""
@@ -1047,15 +1079,15 @@ class ParityServiceGateway:
                 name="parity.v1.ParityService.Plain",
             ),
             _rt.Route(
-                method="GET",
-                template="/v1/ticks/{text}",
-                segments=_rt.segments("v1", "ticks", "*"),
+                method="POST",
+                template="/parity.v1.ParityService/Countdown",
+                segments=_rt.segments("parity.v1.ParityService", "Countdown"),
                 verb=None,
-                captures=(_rt.Capture(start=2, stop=3, multi=False),),
-                rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
-                handler=self.ticks_0,
-                name="parity.v1.ParityService.Ticks",
-                websocket=self.ticks_0_websocket,
+                captures=(),
+                rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
+                handler=self.countdown_0,
+                name="parity.v1.ParityService.Countdown",
+                websocket=self.countdown_0_websocket,
             ),
             _rt.Route(
                 method="POST",
@@ -1098,6 +1130,17 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.yamled_1,
                 name="parity.v1.ParityService.Yamled",
+            ),
+            _rt.Route(
+                method="GET",
+                template="/v1/ticks/{text}",
+                segments=_rt.segments("v1", "ticks", "*"),
+                verb=None,
+                captures=(_rt.Capture(start=2, stop=3, multi=False),),
+                rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
+                handler=self.ticks_0,
+                name="parity.v1.ParityService.Ticks",
+                websocket=self.ticks_0_websocket,
             ),
             _rt.Route(
                 method="POST",
