@@ -123,15 +123,23 @@ async def measure(port: int) -> list[tuple[str, float]]:
     ):
         event = {"type": "http.request", "body": body, "more_body": False}
         statuses: list[int] = []
-
-        async def receive(event: dict[str, Any] = event) -> dict[str, Any]:
-            return event
+        never = asyncio.get_running_loop().create_future()
 
         async def send(message: dict[str, Any], statuses: list[int] = statuses) -> None:
             if message["type"] == "http.response.start":
                 statuses.append(message["status"])
 
-        async def one(sc: dict[str, Any] = sc) -> None:
+        async def one(sc: dict[str, Any] = sc, event: dict[str, Any] = event) -> None:
+            events = [event]
+
+            async def receive() -> dict[str, Any]:
+                # As a server does: the body, then nothing until the client goes away (the gateway's
+                # disconnect watcher waits here while the call runs).
+                if events:
+                    return events.pop()
+                await asyncio.shield(never)
+                return {"type": "http.disconnect"}
+
             await app(dict(sc), receive, send)
 
         rows.append((name, await per_call(CALLERS, CALLS, one)))
