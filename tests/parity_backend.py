@@ -31,6 +31,12 @@ def pattern(size: int) -> bytes:
     return BLOCK * whole + BLOCK[:rest]
 
 
+def window(start: int, size: int) -> bytes:
+    """`pattern(start + size)[start:]`, without building the prefix."""
+    offset = start % len(BLOCK)
+    return (BLOCK * (-(-(offset + size) // len(BLOCK))))[offset : offset + size]
+
+
 @dataclass
 class Recorder:
     """What the backend saw, readable from the test thread."""
@@ -126,8 +132,7 @@ def _servicer(pb: Any, pb_grpc: Any, recorder: Recorder) -> Any:
                     if request.fail_after and messages == request.fail_after:
                         await context.abort(grpc.StatusCode.DATA_LOSS, f"lost the rest of {request.name}")
                     size = min(chunk, request.size - sent)
-                    start = sent % len(BLOCK)
-                    piece = (BLOCK + BLOCK)[start : start + size] if size <= len(BLOCK) else pattern(size)
+                    piece = window(sent, size)
                     yield httpbody_pb2.HttpBody(
                         content_type=request.content_type if messages == 0 else "", data=piece
                     )

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import GatewayServer
 from tests.e2e_support import error_body
-from tests.parity_backend import BLOCK, ParityBackend, pattern
+from tests.parity_backend import ParityBackend, pattern, window
 from tests.protoc_support import ROOT, generate_tree
 from tests.stream_support import rss_bytes, wait_until
 
@@ -296,12 +296,27 @@ def test_http_body_stream_error_after_first_byte_cuts_the_response(server: Gatew
         c.get("/v1/streams/s", params={"size": 400000, "chunk": 100000, "failAfter": 2})
 
 
+def test_http_body_stream_cut_over_http2(
+    parity_gen: Path, backend: ParityBackend, tmp_path: Path
+) -> None:
+    """Over HTTP/2 (hypercorn, h2c) a late error never looks like a complete body either."""
+    from tests.servers import GatewayProcess
+
+    gateway = GatewayProcess("hypercorn", parity_gen, backend.target, tmp_path)
+    try:
+        gateway.wait_ready(gateway.port)
+        with httpx.Client(base_url=gateway.url, http1=False, http2=True, timeout=10) as c:
+            complete = c.get("/v1/streams/s", params={"size": 300000, "chunk": 100000})
+            assert complete.http_version == "HTTP/2" and complete.content == pattern(300000)
+            with pytest.raises(httpx.RemoteProtocolError):
+                c.get("/v1/streams/s", params={"size": 400000, "chunk": 100000, "failAfter": 2})
+    finally:
+        gateway.stop()
+
+
 def _upload_chunks(total: int, piece: int) -> Iterator[bytes]:
-    sent = 0
-    while sent < total:
-        size = min(piece, total - sent)
-        yield pattern(sent + size)[sent:] if size > len(BLOCK) else (BLOCK * 2)[sent % len(BLOCK) :][:size]
-        sent += size
+    for start in range(0, total, piece):
+        yield window(start, min(piece, total - start))
 
 
 def test_http_body_client_stream(client: httpx.Client, backend: ParityBackend) -> None:

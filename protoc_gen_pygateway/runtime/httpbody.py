@@ -9,8 +9,9 @@ Reply: `http_body_call` answers with the HttpBody's `data` as the body and its `
 Content-Type (`application/octet-stream` when empty). `http_body_stream_call` writes each streamed
 message's `data` as it arrives, without framing, under the first message's content type; an error before
 the first byte is the usual JSON Status with its HTTP status; an error after it ends the response
-abnormally (the connection is closed without HTTP/1.1's last chunk, or the HTTP/2 stream is reset) so
-that the client can tell the body is incomplete, and is logged.
+abnormally (the handler returns without the body's end: the server closes the connection, without
+HTTP/1.1's last chunk or HTTP/2's END_STREAM) so that the client can tell the body is incomplete, and is
+logged.
 """
 
 from __future__ import annotations
@@ -159,8 +160,8 @@ async def _relay_raw(
             what,
         )
         # The body stays open: the app returns without its final chunk, and the server closes the
-        # connection (HTTP/1.1: no terminating chunk; HTTP/2: the stream is reset), so the client sees
-        # an incomplete body, never a complete-looking one.
+        # connection (granian, uvicorn, hypercorn measured), so the client sees an incomplete body,
+        # never a complete-looking one.
         raise _CutOffError from None
     await request.send({"type": "http.response.body", "body": b"", "more_body": False})
 
