@@ -296,9 +296,7 @@ def test_http_body_stream_error_after_first_byte_cuts_the_response(server: Gatew
         c.get("/v1/streams/s", params={"size": 400000, "chunk": 100000, "failAfter": 2})
 
 
-def test_http_body_stream_cut_over_http2(
-    parity_gen: Path, backend: ParityBackend, tmp_path: Path
-) -> None:
+def test_http_body_stream_cut_over_http2(parity_gen: Path, backend: ParityBackend, tmp_path: Path) -> None:
     """Over HTTP/2 (hypercorn, h2c) a late error never looks like a complete body either."""
     from tests.servers import GatewayProcess
 
