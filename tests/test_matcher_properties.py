@@ -243,7 +243,7 @@ def soup_path(data: st.DataObject, ct: CompiledTemplate) -> str:
 # --- (a) one route: runtime == oracle -----------------------------------------------------------------
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)  # a loaded CI machine is no deadline
 @given(data=st.data(), template=templates())
 def test_route_agrees_with_reference_on_matching_paths(
     rt: types.ModuleType, data: st.DataObject, template: Template
@@ -255,7 +255,7 @@ def test_route_agrees_with_reference_on_matching_paths(
     assert runtime_match(rt, build_route(rt, "GET", ct), path) == expected
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)  # a loaded CI machine is no deadline
 @given(data=st.data(), template=templates())
 def test_route_agrees_with_reference_on_random_paths(
     rt: types.ModuleType, data: st.DataObject, template: Template
@@ -335,7 +335,7 @@ def route_key(method: str, ct: CompiledTemplate) -> tuple[object, ...]:
     return (method, ct.shape())
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)  # a loaded CI machine is no deadline
 @given(
     data=st.data(),
     declared=st.lists(st.tuples(st.sampled_from(METHODS), small_templates()), min_size=1, max_size=7),
