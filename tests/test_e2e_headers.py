@@ -116,7 +116,9 @@ def test_permanent_headers_get_grpcgateway_prefix(
         ("Referer", "https://shop.example.com/books"),
         ("Via", "1.1 proxy"),
         ("X-Custom", "dropped"),
-        ("X-Request-Id", "dropped"),
+        ("X-Request-Id", "req-0001"),
+        ("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("Tracestate", "vendor=opaque"),
         ("Accept-Encoding", "identity"),
     ]
     raw_echo(gateway.port, headers)
@@ -130,6 +132,10 @@ def test_permanent_headers_get_grpcgateway_prefix(
         "grpcgateway-origin": ["https://shop.example.com"],
         "grpcgateway-referer": ["https://shop.example.com/books"],
         "grpcgateway-via": ["1.1 proxy"],
+        # Correlation headers keep their names (the generated policy forwards them by default).
+        "x-request-id": ["req-0001"],
+        "traceparent": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+        "tracestate": ["vendor=opaque"],
         "grpcgateway-content-type": ["application/json"],
         "grpcgateway-host": ["gateway.test"],
         "x-forwarded-host": ["gateway.test"],
