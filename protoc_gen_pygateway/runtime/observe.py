@@ -1,0 +1,283 @@
+"""Following one request across layers: its request id, and what metrics, tracing and the access log see
+of it.
+
+Request ids are on by default (`GatewayOptions(request_id=False)` turns them off): a request's
+`X-Request-ID` (printable ASCII, at most 128 characters; otherwise replaced by a new one and logged) or a
+new random one (32 hex digits) is forwarded as metadata `x-request-id`, returned as the response's
+`X-Request-ID` (streams: in the response headers, before the first message), carried in every error body
+as a `google.rpc.RequestInfo` detail, and written in every access-log line.
+
+Metrics (`metrics.py`), tracing (`tracing.py`) and the access log (`accesslog.py`) are off by default;
+`Observers.build` returns None then, and a request costs one `is None` test. When one is on, each request
+gets an `Exchange` that the routing loop and the call helpers report to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported only for types: the modules themselves load only when their feature is on
+    from .accesslog import AccessLog
+    from .metrics import HttpStats, Metrics, RpcStats
+    from .tracing import Tracing
+
+__all__ = [
+    "MAX_REQUEST_ID",
+    "REQUEST_ID_HEADER",
+    "Exchange",
+    "Observers",
+    "new_request_id",
+    "request_id_info",
+    "request_id_of",
+]
+
+logger = logging.getLogger("pygateway")
+
+Event = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Event]]
+Send = Callable[[Event], Awaitable[None]]
+
+REQUEST_ID_HEADER = b"x-request-id"
+#: Longest request id taken from a request (longer ones are replaced).
+MAX_REQUEST_ID = 128
+_VALID_ID = re.compile(r"[\x20-\x7e]{1,128}")
+_REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
+
+
+def new_request_id() -> str:
+    """32 random hex digits (128 bits from the OS's CSPRNG; os.urandom is the cheapest source, ~0.4 us)."""
+    return os.urandom(16).hex()
+
+
+def request_id_of(headers: Any) -> str:
+    """The request's id: its first X-Request-ID when valid, else a new one (an invalid one is logged).
+
+    Valid: 1 to 128 printable ASCII characters (what gRPC metadata can carry and logs can show). An empty
+    value counts as none.
+    """
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            text: str = bytes(value).decode("latin-1").strip()
+            if _VALID_ID.fullmatch(text):
+                return text
+            if not text:
+                break
+            replacement = new_request_id()
+            reason = "longer than 128 characters" if len(text) > MAX_REQUEST_ID else "not printable ASCII"
+            logger.warning(
+                "X-Request-ID %s refused (%s): request id %s used instead",
+                ascii(text[:64]),
+                reason,
+                replacement,
+            )
+            return replacement
+    return new_request_id()
+
+
+def request_id_info(request_id: str) -> dict[str, Any]:
+    """The `google.rpc.RequestInfo` detail of an error body, as protojson prints it in a Status."""
+    return {"@type": _REQUEST_INFO, "requestId": request_id}
+
+
+class Observers:
+    """What a gateway reports requests to: metrics, tracing, the access log (each optional)."""
+
+    __slots__ = ("access_log", "metrics", "tracing")
+
+    def __init__(
+        self, metrics: Metrics | None, tracing: Tracing | None, access_log: AccessLog | None
+    ) -> None:
+        self.metrics = metrics
+        self.tracing = tracing
+        self.access_log = access_log
+
+    @classmethod
+    def build(cls, options: Any) -> Observers | None:
+        """From GatewayOptions: None when nothing observes (the per-request cost is then one test)."""
+        metrics = getattr(options, "metrics", None)
+        tracing: Tracing | None = None
+        if getattr(options, "tracing", False) or getattr(options, "tracer_provider", None) is not None:
+            from .tracing import Tracing
+
+            tracing = Tracing(getattr(options, "tracer_provider", None))
+        access: AccessLog | None = None
+        wanted = getattr(options, "access_log", False)
+        if wanted:
+            from .accesslog import AccessLog
+
+            access = AccessLog(wanted if isinstance(wanted, logging.Logger) else None)
+        if metrics is None and tracing is None and access is None:
+            return None
+        return cls(metrics, tracing, access)
+
+
+class Exchange:
+    """One request or stream as the observers see it; created by the routing loop only when some
+    observer is on. The routing loop wraps the server's `send`/`receive` with `send`/`receive` here
+    (status, bytes, WebSocket messages), and the call helpers report the upstream call."""
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "code",
+        "http",
+        "method",
+        "observers",
+        "outcome",
+        "path",
+        "protocol",
+        "request_bytes",
+        "request_id",
+        "request_messages",
+        "response_bytes",
+        "response_messages",
+        "route",
+        "rpc",
+        "rpc_started",
+        "scope",
+        "span",
+        "start",
+        "status",
+        "upstream_span",
+    )
+
+    def __init__(
+        self, observers: Observers, scope: Any, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        self.observers = observers
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.request_id = request_id
+        self.start = time.perf_counter()
+        self.method: str = scope.get("method") or "GET"
+        self.path: str = scope.get("path", "")
+        self.route: str | None = None  # the matched template
+        self.status = 0
+        self.code: int | None = None  # the gRPC code of the answer (the upstream's or the gateway's own)
+        self.protocol: str | None = None  # set for streams: ndjson, sse, websocket
+        self.outcome: str | None = None
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.request_messages = 0
+        self.response_messages = 0
+        self.rpc: RpcStats | None = None
+        self.rpc_started = 0.0
+        self.http: HttpStats | None = None
+        self.span: Any = None
+        self.upstream_span: Any = None
+        if observers.tracing is not None:
+            self.span = observers.tracing.server_span(scope, self.method, request_id)
+
+    # -- the server's send and receive, counted
+
+    async def send(self, event: Event) -> None:
+        kind = event["type"]
+        if kind == "http.response.body":
+            self.response_bytes += len(event.get("body", b""))
+        elif kind == "http.response.start":
+            self.status = event["status"]
+        elif kind == "websocket.send":
+            self.response_messages += 1
+            self.response_bytes += len(event.get("text") or "") or len(event.get("bytes") or b"")
+        elif kind == "websocket.accept":
+            self.status = 101
+        elif kind == "websocket.http.response.start":
+            self.status = event["status"]
+        await self._send(event)
+
+    async def receive(self) -> Event:
+        event = await self._receive()
+        kind = event["type"]
+        if kind == "http.request":
+            self.request_bytes += len(event.get("body", b""))
+        elif kind == "websocket.receive":
+            self.request_bytes += len(event.get("text") or "") or len(event.get("bytes") or b"")
+        return event
+
+    # -- reports from the routing loop and the call helpers
+
+    def routed(self, template: str) -> None:
+        self.route = template
+        if self.span is not None:
+            self.observers.tracing.routed(self.span, self.method, template)  # type: ignore[union-attr]
+
+    def call_started(self, full_name: str, grpc_type: str, metadata: list[tuple[str, str | bytes]]) -> None:
+        """The upstream call of method `full_name` ("pkg.Service.Method") is about to start with
+        `metadata` (with tracing on: the request's trace context is replaced by the upstream span's)."""
+        self.rpc_started = time.perf_counter()
+        metrics = self.observers.metrics
+        if metrics is not None:
+            self.rpc = rpc = metrics.rpc(full_name, grpc_type)
+            rpc.started += 1
+        tracing = self.observers.tracing
+        if tracing is not None:
+            self.upstream_span = tracing.client_span(self.span, full_name, grpc_type, metadata)
+
+    def message_sent(self) -> None:
+        """One request message was written to the upstream call."""
+        self.request_messages += 1
+        if self.rpc is not None:
+            self.rpc.sent += 1
+
+    def message_received(self) -> None:
+        """One reply message came from the upstream call."""
+        if self.protocol != "websocket":  # counted by `send` there
+            self.response_messages += 1
+        if self.rpc is not None:
+            self.rpc.received += 1
+
+    def call_ended(self, code: int) -> None:
+        """The upstream call ended with gRPC status `code` (once per call; later reports are ignored)."""
+        if self.code is None:
+            self.code = code
+        if self.rpc_started <= 0:
+            return
+        rpc = self.rpc
+        if rpc is not None:
+            rpc.handled[code if 0 <= code < len(rpc.handled) else 2] += 1  # 2: Unknown
+            rpc.handling.observe(time.perf_counter() - self.rpc_started)
+        if self.upstream_span is not None:
+            self.observers.tracing.end_client(self.upstream_span, code)  # type: ignore[union-attr]
+            self.upstream_span = None
+        self.rpc_started = -1.0
+
+    def stream_opened(self, protocol: str) -> None:
+        self.protocol = protocol
+        if self.observers.metrics is not None:
+            self.observers.metrics.stream_opened(protocol)
+
+    def stream_ended(self, outcome: str) -> None:
+        """How the stream ended (the first report wins)."""
+        if self.outcome is None:
+            self.outcome = outcome
+
+    def answered(self, code: int) -> None:
+        """The gateway answered with a Status of its own (a refusal, an error line)."""
+        if self.code is None:
+            self.code = code
+
+    def finish(self, failed: BaseException | None = None) -> None:
+        """The exchange is over: close what is open and report it."""
+        if self.rpc_started > 0:  # a call never reported as ended: the exchange was cut short
+            self.call_ended(1)  # CANCELLED
+        if self.protocol is not None and self.outcome is None:
+            # Cut short without a report: the client went away (the handler was cancelled), or a fault.
+            self.outcome = "upstream_error" if isinstance(failed, Exception) else "client_gone"
+        if not self.status:
+            self.status = 499  # nothing was answered: the client closed the request (nginx's code)
+        seconds = time.perf_counter() - self.start
+        metrics = self.observers.metrics
+        if metrics is not None:
+            if self.protocol is not None:
+                metrics.stream_ended(self.protocol, self.outcome or "ok")
+            metrics.http(self.route or "unmatched", self.method).record(self.status, seconds)
+        if self.span is not None:
+            self.observers.tracing.end_server(self.span, self.status, self.code)  # type: ignore[union-attr]
+        if self.observers.access_log is not None:
+            self.observers.access_log.write(self, seconds)
