@@ -30,7 +30,11 @@ def test_request_id_generated_when_absent_or_empty() -> None:
 
 @pytest.mark.parametrize(
     ("value", "reason"),
-    [(b"a" * 129, "longer than 128 characters"), (b"caf\xc3\xa9", "not printable ASCII"), (b"a\tb", "not printable")],
+    [
+        (b"a" * 129, "longer than 128 characters"),
+        (b"caf\xc3\xa9", "not printable ASCII"),
+        (b"a\tb", "not printable"),
+    ],
 )
 def test_request_id_replaced_and_logged_when_invalid(
     value: bytes, reason: str, caplog: pytest.LogCaptureFixture
@@ -85,7 +89,8 @@ def test_metrics_exposition_names_labels_buckets() -> None:
         ("grpc_client_handled_total", {**labels, "grpc_code": "OK"}, 1.0),
         ("grpc_client_handled_total", {**labels, "grpc_code": "NotFound"}, 1.0),
     ]
-    buckets = [(s[1]["le"], s[2]) for s in families["grpc_client_handling_seconds"] if s[0].endswith("_bucket")]
+    histogram = families["grpc_client_handling_seconds"]
+    buckets = [(s[1]["le"], s[2]) for s in histogram if s[0].endswith("_bucket")]
     assert [le for le, _ in buckets] == [
         "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "+Inf"
     ]  # fmt: skip
