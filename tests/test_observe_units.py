@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import types
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -127,7 +128,7 @@ def test_access_log_line() -> None:
             return None
 
         exchange = observe.Exchange(observers, scope, nothing, nothing, "rid-1")  # type: ignore[arg-type]
-        exchange.routed("/v1/{x}")
+        exchange.routed(types.SimpleNamespace(template="/v1/{x}", name="pkg.Service.Method"))
         exchange.status = 200
         exchange.call_ended(0)
         exchange.finish()

@@ -138,6 +138,7 @@ class Exchange:
         "response_messages",
         "route",
         "rpc",
+        "rpc_name",
         "rpc_started",
         "scope",
         "span",
@@ -147,7 +148,7 @@ class Exchange:
     )
 
     def __init__(
-        self, observers: Observers, scope: Any, receive: Receive, send: Send, request_id: str
+        self, observers: Observers, scope: Any, receive: Receive, send: Send, request_id: str | None
     ) -> None:
         self.observers = observers
         self.scope = scope
@@ -158,6 +159,7 @@ class Exchange:
         self.method: str = scope.get("method") or "GET"
         self.path: str = scope.get("path", "")
         self.route: str | None = None  # the matched template
+        self.rpc_name = ""  # the route's method, "pkg.Service.Method"
         self.status = 0
         self.code: int | None = None  # the gRPC code of the answer (the upstream's or the gateway's own)
         self.protocol: str | None = None  # set for streams: ndjson, sse, websocket
@@ -202,22 +204,24 @@ class Exchange:
 
     # -- reports from the routing loop and the call helpers
 
-    def routed(self, template: str) -> None:
-        self.route = template
+    def routed(self, route: Any) -> None:
+        """The request matched `route` (a routing.Route: its template and "pkg.Service.Method" name)."""
+        self.route = route.template
+        self.rpc_name = route.name
         if self.span is not None:
-            self.observers.tracing.routed(self.span, self.method, template)  # type: ignore[union-attr]
+            self.observers.tracing.routed(self.span, self.method, route.template)  # type: ignore[union-attr]
 
-    def call_started(self, full_name: str, grpc_type: str, metadata: list[tuple[str, str | bytes]]) -> None:
-        """The upstream call of method `full_name` ("pkg.Service.Method") is about to start with
-        `metadata` (with tracing on: the request's trace context is replaced by the upstream span's)."""
+    def call_started(self, grpc_type: str, metadata: list[tuple[str, str | bytes]]) -> None:
+        """The route's upstream call is about to start with `metadata` (with tracing on, the request's
+        trace context in it is replaced by the upstream span's)."""
         self.rpc_started = time.perf_counter()
         metrics = self.observers.metrics
         if metrics is not None:
-            self.rpc = rpc = metrics.rpc(full_name, grpc_type)
+            self.rpc = rpc = metrics.rpc(self.rpc_name, grpc_type)
             rpc.started += 1
         tracing = self.observers.tracing
         if tracing is not None:
-            self.upstream_span = tracing.client_span(self.span, full_name, grpc_type, metadata)
+            self.upstream_span = tracing.client_span(self.span, self.rpc_name, grpc_type, metadata)
 
     def message_sent(self) -> None:
         """One request message was written to the upstream call."""

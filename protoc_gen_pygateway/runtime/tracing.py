@@ -31,18 +31,16 @@ class Tracing:
     def __init__(self, tracer_provider: Any = None) -> None:
         self.tracer = trace.get_tracer("pygateway", tracer_provider=tracer_provider)
 
-    def server_span(self, scope: Any, method: str, request_id: str) -> Any:
+    def server_span(self, scope: Any, method: str, request_id: str | None) -> Any:
         carrier = {}
         for name, value in scope.get("headers", ()):
             key = name.decode("latin-1").lower()
             if key in _CONTEXT_KEYS:
                 carrier[key] = value.decode("latin-1")
         parent = propagate.extract(carrier) if carrier else None
-        attributes = {
-            "http.request.method": method,
-            "url.path": scope.get("path", ""),
-            "pygateway.request_id": request_id,
-        }
+        attributes = {"http.request.method": method, "url.path": scope.get("path", "")}
+        if request_id is not None:
+            attributes["pygateway.request_id"] = request_id
         return self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
 
     def routed(self, span: Any, method: str, template: str) -> None:
