@@ -41,7 +41,9 @@ REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
 class Serve(_Process):
     """`python GEN/pygateway_serve.py ...` with stdout and stderr in a log file."""
 
-    def __init__(self, gen: Path, upstream: str, log: Path, extra: list[str]) -> None:
+    def __init__(self, gen: Path, upstream: str, log: Path, server: str) -> None:
+        self.server = server
+        extra = ["--access-log", "--metrics", *SERVERS[server]]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, str(gen / "pygateway_serve.py"), "--upstream", upstream]
@@ -75,9 +77,11 @@ def backend(gen_dir: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module", params=sorted(SERVERS))
-def served(request: pytest.FixtureRequest, gen_dir: Path, backend: Any, tmp_path_factory: Any) -> Iterator[Serve]:
+def served(
+    request: pytest.FixtureRequest, gen_dir: Path, backend: Any, tmp_path_factory: Any
+) -> Iterator[Serve]:
     log = tmp_path_factory.mktemp("observe") / f"serve-{request.param}.log"
-    server = Serve(gen_dir, backend.target, log, ["--access-log", "--metrics", *SERVERS[request.param]])
+    server = Serve(gen_dir, backend.target, log, request.param)
     yield server
     server.stop()
 
@@ -113,7 +117,9 @@ def request_info(body: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------- request ids
 
 
-def test_one_request_id_in_nginx_gateway_backend_and_response(served: Serve, nginx: Nginx, backend: Any) -> None:
+def test_one_request_id_in_nginx_gateway_backend_and_response(
+    served: Serve, nginx: Nginx, backend: Any
+) -> None:
     backend.reset()
     response = httpx.get(nginx.url + BOOK, headers={"X-Request-ID": "from-the-client"}, timeout=10)
     assert response.status_code == 200
@@ -139,7 +145,7 @@ def test_request_id_through_nginx_on_errors_and_streams(served: Serve, nginx: Ng
     with httpx.stream("GET", nginx.url + WATCH + "?count=2", timeout=10) as stream:
         rid = stream.headers["x-request-id"]  # in the head, before the first message
         lines = [json.loads(line) for line in stream.iter_lines() if line]
-    assert [line["result"]["seq"] for line in lines] == [0, 1]
+    assert [line["result"]["seq"] for line in lines] == ["0", "1"]  # int64: a string
     assert backend.recorder.last("Watch").metadata_values("x-request-id") == [rid]
     assert wait_until(lambda: any(f"request_id={rid}" in line for line in nginx.access_log()))
     line = access_line(served, rid)
@@ -154,7 +160,9 @@ def test_request_id_kept_generated_or_replaced(served: Serve, backend: Any) -> N
 
     generated = httpx.get(served.url + BOOK, timeout=10)
     assert HEX32.fullmatch(generated.headers["x-request-id"])
-    assert backend.recorder.last("GetBook").metadata_values("x-request-id") == [generated.headers["x-request-id"]]
+    assert backend.recorder.last("GetBook").metadata_values("x-request-id") == [
+        generated.headers["x-request-id"]
+    ]
 
     too_long = "x" * 129
     replaced = httpx.get(served.url + BOOK, headers={"X-Request-ID": too_long}, timeout=10)
@@ -182,7 +190,9 @@ def test_request_id_in_every_kind_of_error(served: Serve) -> None:
         assert rid == f"r-{response.status_code}"
         assert request_info(response.json()) == rid
     # A stream failing before its first message, and after it (the error line).
-    refused = httpx.get(served.url + "/v1/shelves/missing/events:watch", headers={"X-Request-ID": "s-1"}, timeout=10)
+    refused = httpx.get(
+        served.url + "/v1/shelves/missing/events:watch", headers={"X-Request-ID": "s-1"}, timeout=10
+    )
     assert refused.status_code == 404
     assert request_info(json.loads(refused.text)["error"]) == "s-1"
     failing = httpx.get(
@@ -201,7 +211,10 @@ def test_request_id_in_every_kind_of_error(served: Serve) -> None:
     # WebSocket: the id in the handshake response and in the final error message.
     url = served.url.replace("http://", "ws://") + "/v1/shelves/missing/events:watch"
     with connect(url, additional_headers={"X-Request-ID": "w-1"}, open_timeout=10) as ws:
-        assert ws.response is not None and ws.response.headers["x-request-id"] == "w-1"
+        assert ws.response is not None
+        # uvicorn sends the `headers` of ASGI's websocket.accept; granian (2.x) drops them.
+        expected = None if served.server == "default" else "w-1"
+        assert ws.response.headers.get("x-request-id") == expected
         message = json.loads(ws.recv(timeout=10))
     assert request_info(message["error"]) == "w-1"
 
@@ -212,7 +225,7 @@ def test_request_id_in_every_kind_of_error(served: Serve) -> None:
 def scrape(server: Serve) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = httpx.get(server.url + "/metrics", timeout=10)
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["content-type"].startswith("text/plain; version=")  # the Prometheus text format
     samples = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
@@ -249,16 +262,26 @@ def test_metrics_after_a_known_mix(served: Serve, backend: Any) -> None:
         ids[gone.headers["x-request-id"]] = 200
         next(gone.iter_lines())  # one event, then the client leaves
     upload = b'{"name": "a", "data": "x"}\n{"name": "b", "data": "y"}\n{"name": "c", "data": "z"}\n'
-    note(httpx.post(url + "/v1/uploads", content=upload, headers={"Content-Type": "application/x-ndjson"}, timeout=10))
+    note(
+        httpx.post(
+            url + "/v1/uploads", content=upload, headers={"Content-Type": "application/x-ndjson"}, timeout=10
+        )
+    )
     chat = b'{"text": "hi"}\n{"text": "again"}\n'
-    note(httpx.post(url + "/v1/chat", content=chat, headers={"Content-Type": "application/x-ndjson"}, timeout=10))
+    note(
+        httpx.post(
+            url + "/v1/chat", content=chat, headers={"Content-Type": "application/x-ndjson"}, timeout=10
+        )
+    )
     with connect(url.replace("http://", "ws://") + WATCH + "?count=2", open_timeout=10) as ws:
         while "end" not in json.loads(ws.recv(timeout=10)):
             pass
 
     def streams_closed() -> bool:
         now = scrape(served)
-        return all(value(now, "pygateway_streams_open", protocol=p) == 0 for p in ("ndjson", "sse", "websocket"))
+        return all(
+            value(now, "pygateway_streams_open", protocol=p) == 0 for p in ("ndjson", "sse", "websocket")
+        )
 
     assert wait_until(streams_closed, timeout=10)
     after = scrape(served)

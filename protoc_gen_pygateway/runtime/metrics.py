@@ -40,7 +40,8 @@ import bisect
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -238,9 +239,11 @@ class Metrics:
             ended.add_metric([protocol, outcome], count)
         yield from (open_, ended)
 
-    def exposition(self) -> bytes:
-        """The registry's metrics in the Prometheus text format."""
-        return generate_latest(self.registry or _Only(self))  # type: ignore[arg-type,unused-ignore]
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The registry's metrics and their content type: the Prometheus text format, or OpenMetrics when
+        `accept` (a request's Accept header) asks for it, as prometheus_client's own endpoints do."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry or _Only(self)), content_type  # type: ignore[arg-type,unused-ignore]
 
 
 class _Only:
@@ -269,8 +272,9 @@ class MetricsEndpoint:
             await self.app(scope, receive, send)
             return
         if scope["method"] in ("GET", "HEAD"):
-            status, body = 200, self.metrics.exposition()
-            headers = [(b"content-type", CONTENT_TYPE_LATEST.encode("latin-1"))]
+            accept = b", ".join(value for name, value in scope.get("headers", ()) if name == b"accept")
+            body, content_type = self.metrics.exposition(accept.decode("latin-1"))
+            status, headers = 200, [(b"content-type", content_type.encode("latin-1"))]
         else:
             status = 405
             body = (

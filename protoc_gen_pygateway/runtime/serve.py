@@ -107,6 +107,10 @@ class GatewayApp:
         self.app: Gateway | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
+        #: `--metrics`: the gateway's metrics, in prometheus_client's default registry.
+        self.metrics: Any = None
+        if config.get("metrics"):
+            self.metrics = importlib.import_module(f"{__package__}.metrics").Metrics()
 
     def build(self) -> Gateway:
         if self.app is None:
@@ -116,6 +120,9 @@ class GatewayApp:
                 max_body_bytes=self.config["max_body_bytes"],
                 default_timeout=self.config["default_timeout"],
                 websocket_refusal=self.config["websocket_refusal"],
+                metrics=self.metrics,
+                tracing=bool(self.config.get("tracing")),
+                access_log=bool(self.config.get("access_log")),
             )
             self.app = combine(*apps, options=options)
         return self.app
@@ -212,10 +219,14 @@ class OpenApiDocument:
 
 
 def with_openapi(app: GatewayApp, config: dict[str, Any]) -> Any:
-    """The app to serve: `app`, behind OpenApiDocument when `--openapi` names a document."""
-    if not config.get("openapi"):
-        return app
-    return OpenApiDocument(app, config["openapi"], config["root_path"])
+    """The app to serve: `app`, behind OpenApiDocument when `--openapi` names a document, behind
+    `GET /metrics` with `--metrics`."""
+    served: Any = app
+    if config.get("openapi"):
+        served = OpenApiDocument(app, config["openapi"], config["root_path"])
+    if app.metrics is not None:
+        served = importlib.import_module(f"{__package__}.metrics").MetricsEndpoint(served, app.metrics)
+    return served
 
 
 class _QuietUpgrades:
@@ -275,7 +286,7 @@ async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket
             lifespan="off",
             root_path=config["root_path"],
             log_level=config["log_level"],
-            access_log=config["access_log"],
+            access_log=False,  # the gateway's own JSON access log instead (--access-log)
             server_header=False,
             # The gateway itself appends the peer to X-Forwarded-For; uvicorn must not replace the peer
             # with a client-supplied X-Forwarded-For first (it trusts loopback proxies by default).
@@ -338,7 +349,7 @@ async def _serve_granian(config: dict[str, Any], host: str, port: int, websocket
         backlog=1024,
         backpressure=4096,
         log_level=LogLevels(config["log_level"]),
-        log_access=config["access_log"],
+        log_access=False,  # the gateway's own JSON access log instead (--access-log)
     )
     stopping: list[asyncio.Task[None]] = []
 
@@ -443,9 +454,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--access-log",
         action="store_true",
-        help="log every request (off by default: ~15%% more CPU per request)",
+        help="one JSON line per request or stream on stderr (route, status, gRPC code, duration, bytes, "
+        "messages, request id); off by default",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at GET /metrics (needs prometheus_client: the [metrics] extra)",
+    )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="OpenTelemetry spans from the global tracer provider (needs opentelemetry-api: [otel] extra)",
     )
     args = parser.parse_args(argv)
+    for flag, package, extra in (
+        ("metrics", "prometheus_client", "metrics"),
+        ("tracing", "opentelemetry", "otel"),
+    ):
+        if getattr(args, flag):
+            try:
+                importlib.import_module(package)
+            except ImportError:
+                parser.error(
+                    f"--{flag} needs {package}: pip install 'protoc-gen-pygateway[{extra}]' (or {package})"
+                )
+    if args.access_log:
+        importlib.import_module(f"{__package__}.accesslog").configure()
     root = Path(__file__).resolve().parent.parent  # the output tree: this package sits at its root
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
@@ -477,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         "grace_period": args.grace_period,
         "log_level": args.log_level,
         "access_log": args.access_log,
+        "metrics": args.metrics,
+        "tracing": args.tracing,
         "openapi": openapi,
         # granian adds `Upgrade` headers to HTTP refusals of WebSocket handshakes: refuse by a close.
         "websocket_refusal": "close" if server == "granian" else "http",
