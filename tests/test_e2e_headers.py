@@ -43,11 +43,13 @@ RESPONSE_HEADERS = {
     "grpc-metadata-x-echo-initial",
     "grpc-trailer-x-echo-trailer",
     "grpc-trailer-x-echo-bin",
+    "x-request-id",  # the gateway's request id (docs/observability.md)
 }
 
 
-def received_metadata(backend: Any) -> dict[str, list[str | bytes]]:
-    """Metadata of the only call the backend received, key -> values; grpc's own user-agent dropped."""
+def received_metadata(backend: Any, keep_request_id: bool = False) -> dict[str, list[str | bytes]]:
+    """Metadata of the only call the backend received, key -> values; grpc's own user-agent dropped, and
+    the gateway's x-request-id (checked to be there once) unless `keep_request_id`."""
     calls = backend.recorder.calls
     assert len(calls) == 1, backend.recorder.methods()
     result: dict[str, list[str | bytes]] = {}
@@ -56,6 +58,9 @@ def received_metadata(backend: Any) -> dict[str, list[str | bytes]]:
             assert isinstance(value, str) and value.startswith("grpc-python"), value
             continue
         result.setdefault(key, []).append(value)
+    assert len(result.get("x-request-id", [])) == 1, result
+    if not keep_request_id:
+        del result["x-request-id"]
     return result
 
 
@@ -122,7 +127,7 @@ def test_permanent_headers_get_grpcgateway_prefix(
         ("Accept-Encoding", "identity"),
     ]
     raw_echo(gateway.port, headers)
-    assert received_metadata(backend) == {
+    assert received_metadata(backend, keep_request_id=True) == {
         "grpcgateway-accept": ["application/json"],
         "grpcgateway-user-agent": ["shop-cli/1.0"],
         "grpcgateway-accept-language": ["en-GB"],

@@ -14,6 +14,7 @@ gets an `Exchange` that the routing loop and the call helpers report to.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -285,3 +286,51 @@ class Exchange:
             self.observers.tracing.end_server(self.span, self.status, self.code)  # type: ignore[union-attr]
         if self.observers.access_log is not None:
             self.observers.access_log.write(self, seconds)
+
+
+# ------------------------------------------------------------------------------------- the serve command
+
+
+def serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The serve command's observability flags (all off by default)."""
+    add = parser.add_argument
+    add("--access-log", action="store_true", help="one JSON line per request or stream on stderr")
+    add("--metrics", action="store_true", help="GET /metrics, Prometheus (needs the [metrics] extra)")
+    add("--tracing", action="store_true", help="OpenTelemetry spans, global provider (needs [otel])")
+
+
+def serve_setup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a flag whose package is missing (naming the extra); send the access log to stderr."""
+    for flag, package, extra in (
+        ("metrics", "prometheus_client", "metrics"),
+        ("tracing", "opentelemetry", "otel"),
+    ):
+        if getattr(args, flag):
+            try:
+                __import__(package)
+            except ImportError:
+                parser.error(
+                    f"--{flag} needs {package}: pip install 'protoc-gen-pygateway[{extra}]' (or {package})"
+                )
+    if args.access_log:
+        from .accesslog import configure
+
+        configure()
+
+
+def serve_metrics(config: dict[str, Any]) -> Metrics | None:
+    """`--metrics`: the gateway's metrics, in prometheus_client's default registry (else None)."""
+    if not config.get("metrics"):
+        return None
+    from .metrics import Metrics
+
+    return Metrics()
+
+
+def with_metrics(app: Any, metrics: Metrics | None) -> Any:
+    """`app` behind `GET /metrics` when there are metrics."""
+    if metrics is None:
+        return app
+    from .metrics import MetricsEndpoint
+
+    return MetricsEndpoint(app, metrics)

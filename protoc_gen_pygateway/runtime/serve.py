@@ -41,6 +41,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from . import observe
 from .app import Gateway, combine
 from .asgi import Receive, Scope, Send
 from .errors import error_body
@@ -107,10 +108,7 @@ class GatewayApp:
         self.app: Gateway | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
-        #: `--metrics`: the gateway's metrics, in prometheus_client's default registry.
-        self.metrics: Any = None
-        if config.get("metrics"):
-            self.metrics = importlib.import_module(f"{__package__}.metrics").Metrics()
+        self.metrics = observe.serve_metrics(config)  # --metrics, else None
 
     def build(self) -> Gateway:
         if self.app is None:
@@ -219,14 +217,11 @@ class OpenApiDocument:
 
 
 def with_openapi(app: GatewayApp, config: dict[str, Any]) -> Any:
-    """The app to serve: `app`, behind OpenApiDocument when `--openapi` names a document, behind
-    `GET /metrics` with `--metrics`."""
+    """The app to serve: `app`, behind OpenApiDocument (`--openapi`) and GET /metrics (`--metrics`)."""
     served: Any = app
     if config.get("openapi"):
         served = OpenApiDocument(app, config["openapi"], config["root_path"])
-    if app.metrics is not None:
-        served = importlib.import_module(f"{__package__}.metrics").MetricsEndpoint(served, app.metrics)
-    return served
+    return observe.with_metrics(served, app.metrics)
 
 
 class _QuietUpgrades:
@@ -451,36 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         "files) at GET /openapi.json; off by default",
     )
     parser.add_argument("--log-level", default=os.environ.get("PYGATEWAY_LOG_LEVEL", "info"))
-    parser.add_argument(
-        "--access-log",
-        action="store_true",
-        help="one JSON line per request or stream on stderr (route, status, gRPC code, duration, bytes, "
-        "messages, request id); off by default",
-    )
-    parser.add_argument(
-        "--metrics",
-        action="store_true",
-        help="serve Prometheus metrics at GET /metrics (needs prometheus_client: the [metrics] extra)",
-    )
-    parser.add_argument(
-        "--tracing",
-        action="store_true",
-        help="OpenTelemetry spans from the global tracer provider (needs opentelemetry-api: [otel] extra)",
-    )
+    observe.serve_arguments(parser)  # --access-log, --metrics, --tracing
     args = parser.parse_args(argv)
-    for flag, package, extra in (
-        ("metrics", "prometheus_client", "metrics"),
-        ("tracing", "opentelemetry", "otel"),
-    ):
-        if getattr(args, flag):
-            try:
-                importlib.import_module(package)
-            except ImportError:
-                parser.error(
-                    f"--{flag} needs {package}: pip install 'protoc-gen-pygateway[{extra}]' (or {package})"
-                )
-    if args.access_log:
-        importlib.import_module(f"{__package__}.accesslog").configure()
+    observe.serve_setup(parser, args)
     root = Path(__file__).resolve().parent.parent  # the output tree: this package sits at its root
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
