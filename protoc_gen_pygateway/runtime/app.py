@@ -131,7 +131,8 @@ class Gateway:
         exchange = None
         if self.observers is not None:
             exchange = request.exchange = Exchange(self.observers, scope, receive, send, request.request_id)
-            request.receive, request.send = exchange.receive, exchange.send
+            if exchange.counting:
+                request.receive, request.send = exchange.receive, exchange.send
         try:
             found = self.resolve(scope["method"], _route_path(scope))
             if isinstance(found, list):
@@ -174,7 +175,8 @@ class Gateway:
         exchange = None
         if self.observers is not None:
             exchange = request.exchange = Exchange(self.observers, scope, receive, send, request.request_id)
-            request.receive, request.send = exchange.receive, exchange.send
+            if exchange.counting:
+                request.receive, request.send = exchange.receive, exchange.send
         try:
             found = self.resolve(None, _route_path(scope))
             if isinstance(found, list):

@@ -54,6 +54,7 @@ __all__ = ["BUCKETS", "GRPC_CODE_NAMES", "Metrics", "MetricsEndpoint"]
 #: Go client_golang's prometheus.DefBuckets, which go-grpc-middleware's handling-time histogram uses.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BUCKET_NAMES = (*(repr(bound) for bound in BUCKETS), "+Inf")
+_bisect = bisect.bisect_left
 
 #: gRPC code number -> grpc-go's codes.Code.String(), the `grpc_code` label values.
 GRPC_CODE_NAMES: tuple[str, ...] = (
@@ -90,7 +91,7 @@ class _Histogram:
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1  # le: the first bound >= the value
+        self.counts[_bisect(BUCKETS, seconds)] += 1  # le: the first bound >= the value
         self.total += seconds
 
     def buckets(self) -> list[tuple[str, float]]:
@@ -126,8 +127,10 @@ class HttpStats:
         self.duration = _Histogram()
 
     def record(self, status: int, seconds: float) -> None:
-        statuses = self.statuses
-        statuses[status] = statuses.get(status, 0) + 1
+        try:
+            self.statuses[status] += 1
+        except KeyError:
+            self.statuses[status] = 1
         self.duration.observe(seconds)
 
 
@@ -140,6 +143,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         self._rpc: dict[tuple[str, str], RpcStats] = {}
         self._http: dict[tuple[str, str], HttpStats] = {}
+        self._rpc_by_name: dict[str, RpcStats] = {}
+        self._http_by_route: dict[Any, HttpStats] = {}
         self.streams_open = dict.fromkeys(PROTOCOLS, 0)
         self.streams_ended: dict[tuple[str, str], int] = {}
         self.registry = registry
@@ -147,7 +152,14 @@ class Metrics:
             registry.register(self)
 
     def rpc(self, full_name: str, grpc_type: str) -> RpcStats:
-        """The stats of upstream method `full_name` ("pkg.Service.Method") called as `grpc_type`."""
+        """The stats of upstream method `full_name` ("pkg.Service.Method", whose call type is always
+        `grpc_type`): looked up by the name alone, a string whose hash Python keeps."""
+        stats = self._rpc_by_name.get(full_name)
+        if stats is None:
+            stats = self._rpc_by_name[full_name] = self._rpc_stats(full_name, grpc_type)
+        return stats
+
+    def _rpc_stats(self, full_name: str, grpc_type: str) -> RpcStats:
         key = (full_name, grpc_type)
         stats = self._rpc.get(key)
         if stats is None:
@@ -160,6 +172,13 @@ class Metrics:
         stats = self._http.get(key)
         if stats is None:
             stats = self._http[key] = HttpStats(key)
+        return stats
+
+    def route_http(self, route: Any) -> HttpStats:
+        """The stats of a routing.Route (by identity: no tuple to build and hash per request)."""
+        stats = self._http_by_route.get(route)
+        if stats is None:
+            stats = self._http_by_route[route] = self.http(route.template, route.method)
         return stats
 
     def stream_opened(self, protocol: str) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported only for types: the modules themselves load only when their feature is on
     from .accesslog import AccessLog
-    from .metrics import HttpStats, Metrics, RpcStats
+    from .metrics import Metrics, RpcStats
     from .tracing import Tracing
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pygateway")
+_now = time.perf_counter
 
 Event = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Event]]
@@ -122,60 +123,51 @@ class Exchange:
     observer is on. The routing loop wraps the server's `send`/`receive` with `send`/`receive` here
     (status, bytes, WebSocket messages), and the call helpers report the upstream call."""
 
-    __slots__ = (
-        "_receive",
-        "_send",
-        "code",
-        "http",
-        "method",
-        "observers",
-        "outcome",
-        "path",
-        "protocol",
-        "request_bytes",
-        "request_id",
-        "request_messages",
-        "response_bytes",
-        "response_messages",
-        "route",
-        "rpc",
-        "rpc_name",
-        "rpc_started",
-        "scope",
-        "span",
-        "start",
-        "status",
-        "upstream_span",
-    )
+    # Class attributes as the defaults, no __slots__: a request sets only what it changes. Metrics of a
+    # unary call are applied at once in `finish` (one pass, few lookups), those of streams as they happen
+    # (bench.inprocess --metrics measures the cost).
+    route: str | None = None  # the matched template
+    matched: Any = None  # the matched routing.Route
+    rpc_name = ""  # the route's method, "pkg.Service.Method"
+    grpc_type = ""
+    status = 0
+    code: int | None = None  # the gRPC code of the answer (the upstream's or the gateway's own)
+    rpc_code = -1  # the upstream call's final code, -1 until it ended
+    protocol: str | None = None  # set for streams: ndjson, sse, websocket
+    outcome: str | None = None
+    request_bytes = 0  # counted only with the access log on (`counting`)
+    response_bytes = 0
+    request_messages = 0
+    response_messages = 0
+    rpc: RpcStats | None = None  # streams: the call's stats, updated as messages flow
+    rpc_started = 0.0
+    rpc_ended = 0.0
+    span: Any = None
+    upstream_span: Any = None
 
     def __init__(
         self, observers: Observers, scope: Any, receive: Receive, send: Send, request_id: str | None
     ) -> None:
+        self.start = _now()
         self.observers = observers
+        self.metrics = observers.metrics
         self.scope = scope
         self._receive = receive
         self._send = send
         self.request_id = request_id
-        self.start = time.perf_counter()
-        self.method: str = scope.get("method") or "GET"
-        self.path: str = scope.get("path", "")
-        self.route: str | None = None  # the matched template
-        self.rpc_name = ""  # the route's method, "pkg.Service.Method"
-        self.status = 0
-        self.code: int | None = None  # the gRPC code of the answer (the upstream's or the gateway's own)
-        self.protocol: str | None = None  # set for streams: ndjson, sse, websocket
-        self.outcome: str | None = None
-        self.request_bytes = 0
-        self.response_bytes = 0
-        self.request_messages = 0
-        self.response_messages = 0
-        self.rpc: RpcStats | None = None
-        self.rpc_started = 0.0
-        self.http: HttpStats | None = None
-        self.span: Any = None
-        self.upstream_span: Any = None
+        #: Whether the routing loop must wrap send/receive with this exchange's (bytes, WebSocket
+        #: messages): only the access log reports them; the status is reported without it.
+        self.counting = observers.access_log is not None
         if observers.tracing is not None:
             self.span = observers.tracing.server_span(scope, self.method, request_id)
+
+    @property
+    def method(self) -> str:
+        return str(self.scope.get("method") or "GET")
+
+    @property
+    def path(self) -> str:
+        return str(self.scope.get("path", ""))
 
     # -- the server's send and receive, counted
 
@@ -207,6 +199,7 @@ class Exchange:
 
     def routed(self, route: Any) -> None:
         """The request matched `route` (a routing.Route: its template and "pkg.Service.Method" name)."""
+        self.matched = route
         self.route = route.template
         self.rpc_name = route.name
         if self.span is not None:
@@ -215,10 +208,10 @@ class Exchange:
     def call_started(self, grpc_type: str, metadata: list[tuple[str, str | bytes]]) -> None:
         """The route's upstream call is about to start with `metadata` (with tracing on, the request's
         trace context in it is replaced by the upstream span's)."""
-        self.rpc_started = time.perf_counter()
-        metrics = self.observers.metrics
-        if metrics is not None:
-            self.rpc = rpc = metrics.rpc(self.rpc_name, grpc_type)
+        self.grpc_type = grpc_type
+        self.rpc_started = _now()
+        if self.metrics is not None and grpc_type != "unary":
+            self.rpc = rpc = self.metrics.rpc(self.rpc_name, grpc_type)
             rpc.started += 1
         tracing = self.observers.tracing
         if tracing is not None:
@@ -232,30 +225,27 @@ class Exchange:
 
     def message_received(self) -> None:
         """One reply message came from the upstream call."""
-        if self.protocol != "websocket":  # counted by `send` there
+        if self.protocol != "websocket" or not self.counting:  # else counted by `send`
             self.response_messages += 1
         if self.rpc is not None:
             self.rpc.received += 1
 
     def call_ended(self, code: int) -> None:
-        """The upstream call ended with gRPC status `code` (once per call; later reports are ignored)."""
+        """The upstream call ended with gRPC status `code` (the first report counts)."""
         if self.code is None:
             self.code = code
-        if self.rpc_started <= 0:
+        if self.rpc_started <= 0 or self.rpc_code >= 0:
             return
-        rpc = self.rpc
-        if rpc is not None:
-            rpc.handled[code if 0 <= code < len(rpc.handled) else 2] += 1  # 2: Unknown
-            rpc.handling.observe(time.perf_counter() - self.rpc_started)
+        self.rpc_code = code if 0 <= code < 17 else 2  # 2: UNKNOWN
+        self.rpc_ended = _now()
         if self.upstream_span is not None:
             self.observers.tracing.end_client(self.upstream_span, code)  # type: ignore[union-attr]
             self.upstream_span = None
-        self.rpc_started = -1.0
 
     def stream_opened(self, protocol: str) -> None:
         self.protocol = protocol
-        if self.observers.metrics is not None:
-            self.observers.metrics.stream_opened(protocol)
+        if self.metrics is not None:
+            self.metrics.stream_opened(protocol)
 
     def stream_ended(self, outcome: str) -> None:
         """How the stream ended (the first report wins)."""
@@ -267,25 +257,39 @@ class Exchange:
         if self.code is None:
             self.code = code
 
-    def finish(self, failed: BaseException | None = None) -> None:
+    def finish(self) -> None:
         """The exchange is over: close what is open and report it."""
-        if self.rpc_started > 0:  # a call never reported as ended: the exchange was cut short
+        if self.rpc_started > 0 and self.rpc_code < 0:  # never reported as ended: cut short
             self.call_ended(1)  # CANCELLED
         if self.protocol is not None and self.outcome is None:
-            # Cut short without a report: the client went away (the handler was cancelled), or a fault.
-            self.outcome = "upstream_error" if isinstance(failed, Exception) else "client_gone"
+            self.outcome = "client_gone"  # cut short without a report: the handler was cancelled
         if not self.status:
             self.status = 499  # nothing was answered: the client closed the request (nginx's code)
-        seconds = time.perf_counter() - self.start
-        metrics = self.observers.metrics
+        end = _now()
+        metrics = self.metrics
         if metrics is not None:
+            if self.rpc_started > 0:
+                rpc = self.rpc
+                if rpc is None:  # unary: the whole call at once
+                    rpc = metrics.rpc(self.rpc_name, self.grpc_type)
+                    rpc.started += 1
+                    rpc.sent += self.request_messages
+                    rpc.received += self.response_messages
+                rpc.handled[self.rpc_code] += 1
+                rpc.handling.observe(self.rpc_ended - self.rpc_started)
             if self.protocol is not None:
                 metrics.stream_ended(self.protocol, self.outcome or "ok")
-            metrics.http(self.route or "unmatched", self.method).record(self.status, seconds)
+            route = self.matched
+            # A WebSocket exchange is counted under GET (its handshake), whatever the route's own method.
+            if route is not None and route.method == self.method:
+                http = metrics.route_http(route)
+            else:
+                http = metrics.http(self.route or "unmatched", self.method)
+            http.record(self.status, end - self.start)
         if self.span is not None:
             self.observers.tracing.end_server(self.span, self.status, self.code)  # type: ignore[union-attr]
         if self.observers.access_log is not None:
-            self.observers.access_log.write(self, seconds)
+            self.observers.access_log.write(self, end - self.start)
 
 
 # ------------------------------------------------------------------------------------- the serve command

@@ -102,6 +102,8 @@ class Request:
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
         if self.request_id is not None:
             headers.append((b"x-request-id", self.request_id.encode("latin-1")))
+        if self.exchange is not None:
+            self.exchange.status = status
         self.started = True
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         # A HEAD response carries the GET's headers and no body.

@@ -169,6 +169,8 @@ async def _relay(
     ]
     if rid is not None:
         headers.append((b"x-request-id", rid.encode("latin-1")))
+    if exchange is not None:
+        exchange.status = 200
     request.started = True
     await request.send(
         {"type": "http.response.start", "status": 200, "headers": headers, "trailers": trailers}

@@ -74,6 +74,7 @@ async def websocket_call(
     request.started = True
     exchange = request.exchange
     if exchange is not None:
+        exchange.status = 101
         exchange.call_started(_GRPC_TYPES[kind], metadata)
         exchange.stream_opened("websocket")
     # maxsize=1: a client sending faster than the upstream takes messages is not read further
@@ -277,6 +278,8 @@ async def _cancel_when(reader: asyncio.Future[None], call: Any) -> None:
 
 async def _refuse(request: Request, status: int, code: int, text: str) -> None:
     """Refuse a WebSocket handshake as GatewayOptions.websocket_refusal says."""
+    if request.exchange is not None:  # accepted then closed, or an HTTP answer
+        request.exchange.status = 101 if request.gateway.options.websocket_refusal == "close" else status
     if request.gateway.options.websocket_refusal == "close":
         await request.send({"type": "websocket.accept", "headers": _id_header(request)})
         await _ws_final_error(request, code, _status_data(code, text), {})
@@ -288,4 +291,6 @@ async def _refuse(request: Request, status: int, code: int, text: str) -> None:
         await request.send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await request.send({"type": "websocket.http.response.body", "body": body})
     else:
+        if request.exchange is not None:
+            request.exchange.status = 403  # the server refuses a handshake closed before accepting
         await request.send({"type": "websocket.close", "code": 1008})
