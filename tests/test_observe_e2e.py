@@ -41,9 +41,11 @@ REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
 class Serve(_Process):
     """`python GEN/pygateway_serve.py ...` with stdout and stderr in a log file."""
 
-    def __init__(self, gen: Path, upstream: str, log: Path, server: str) -> None:
+    def __init__(
+        self, gen: Path, upstream: str, log: Path, server: str, flags: list[str] | None = None
+    ) -> None:
         self.server = server
-        extra = ["--access-log", "--metrics", *SERVERS[server]]
+        extra = [*(["--access-log", "--metrics"] if flags is None else flags), *SERVERS[server]]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, str(gen / "pygateway_serve.py"), "--upstream", upstream]
@@ -353,3 +355,19 @@ def test_metrics_without_prometheus_client_fails_naming_the_extra(
     assert "--metrics needs prometheus_client" in done.stderr
     assert "protoc-gen-pygateway[metrics]" in done.stderr
     assert time.monotonic() - started < 60
+
+
+def test_serve_tracing_without_an_sdk_passes_the_trace_context_on(
+    gen_dir: Path, backend: Any, tmp_path: Path
+) -> None:
+    """`--tracing` with only opentelemetry-api configured (no SDK provider): spans are no-ops, and the
+    upstream gets the incoming trace context once (the no-op span carries the parent's context)."""
+    server = Serve(gen_dir, backend.target, tmp_path / "serve-tracing.log", "default", ["--tracing"])
+    try:
+        backend.reset()
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        response = httpx.get(server.url + BOOK, headers={"traceparent": parent}, timeout=10)
+        assert response.status_code == 200
+        assert backend.recorder.last("GetBook").metadata_values("traceparent") == [parent]
+    finally:
+        server.stop()
