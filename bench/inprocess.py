@@ -5,7 +5,10 @@ subprocess (loopback), then measures in this process, by `time.process_time()` (
 poller is included):
 - the floor: bare grpc.aio unary calls and stream reads, 32 concurrent callers;
 - the generated app called directly as ASGI (fake receive/send, no server): unary POST/GET, one stream;
-- per-request pieces (timeit): body parse, reply encode, request metadata, routing.
+- per-request pieces (timeit): body parse, reply encode, request metadata, routing;
+- with `--metrics` (needs prometheus_client): the same unary app with `GatewayOptions(metrics=...)`,
+  alternated with the app without metrics (medians of 5 rounds each), and the metrics bookkeeping of one
+  unary request alone (timeit).
 The gap between the app and the floor is the gateway's own Python work; an ASGI server adds its own
 cost on top (measured separately in bench/serving-configs.md).
 """
@@ -83,7 +86,7 @@ async def per_call(callers: int, calls: int, one: Any) -> float:
     return (time.process_time() - start) * 1e6 / (callers * calls)
 
 
-async def measure(port: int) -> list[tuple[str, float]]:
+async def measure(port: int, with_metrics: bool = False) -> list[tuple[str, float]]:
     import grpc.aio
     from bench.v1 import bench_pb2
 
@@ -145,6 +148,9 @@ async def measure(port: int) -> list[tuple[str, float]]:
         rows.append((name, await per_call(CALLERS, CALLS, one)))
         assert set(statuses) == {200}, statuses
 
+    if with_metrics:
+        rows += await metrics_rows(gw, channel, post)
+
     start = time.process_time()
     call = stream(bench_pb2.StreamRequest(count=STREAM))
     count = sum([1 async for _ in call])
@@ -194,7 +200,105 @@ async def measure(port: int) -> list[tuple[str, float]]:
     return rows
 
 
+async def metrics_rows(gw: Any, channel: Any, post: dict[str, Any]) -> list[tuple[str, float]]:
+    """Metrics off and on, side by side: the same unary POST through two apps, alternated."""
+    import statistics
+
+    from prometheus_client import CollectorRegistry
+
+    rt = importlib.import_module("pygateway_runtime")
+    observe = importlib.import_module("pygateway_runtime.observe")
+    metrics_module = importlib.import_module("pygateway_runtime.metrics")
+    metrics = metrics_module.Metrics(CollectorRegistry())
+    apps = {"off": gw.create_app(channel), "on": gw.create_app(channel, rt.GatewayOptions(metrics=metrics))}
+    event = {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return event
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    results: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(5):
+        for key, app in apps.items():
+
+            async def one(app: Any = app) -> None:
+                await app(dict(post), receive, send)
+
+            results[key].append(await per_call(CALLERS, CALLS, one))
+    off, on = statistics.median(results["off"]), statistics.median(results["on"])
+    rows = [
+        ("app: unary POST, metrics off (median of 5, alternated)", off),
+        ("app: unary POST, metrics on (median of 5, alternated)", on),
+        ("difference (metrics on - off)", on - off),
+    ]
+    # The same two apps on a stub upstream (a call object answering at once, no grpc): only the gateway's
+    # own Python runs, so the difference of a few microseconds is not lost in grpc's noise.
+    reply = importlib.import_module("bench.v1.bench_pb2").EchoResponse(id="abc", message="hello")
+
+    class StubCall:
+        def __await__(self) -> Any:
+            return self.reply().__await__()
+
+        async def reply(self) -> Any:
+            return reply
+
+        async def initial_metadata(self) -> Any:
+            return ()
+
+        async def trailing_metadata(self) -> Any:
+            return ()
+
+    stubbed = {
+        "off": gw.create_app(channel),
+        "on": gw.create_app(channel, rt.GatewayOptions(metrics=metrics_module.Metrics(CollectorRegistry()))),
+    }
+    for app in stubbed.values():
+        for each in app.routes:
+            each.handler.__self__._echo = lambda *args, **kwargs: StubCall()
+    stub: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(7):
+        for key, app in stubbed.items():
+            start = time.process_time()
+            for _ in range(5000):
+                await app(dict(post), receive, send)
+            stub[key].append((time.process_time() - start) * 1e6 / 5000)
+    stub_off, stub_on = statistics.median(stub["off"]), statistics.median(stub["on"])
+    rows += [
+        ("app on a stub upstream: unary POST, metrics off (median of 7)", stub_off),
+        ("app on a stub upstream: unary POST, metrics on (median of 7)", stub_on),
+        ("difference on the stub upstream (metrics on - off)", stub_on - stub_off),
+    ]
+    observers = observe.Observers(metrics, None, None)
+    route = apps["on"].routes[0]
+    metadata: list[tuple[str, str]] = []
+    start_event = {"type": "http.response.start", "status": 200, "headers": []}
+    body_event = {"type": "http.response.body", "body": b"{}"}
+
+    def bookkeeping() -> None:
+        exchange = observe.Exchange(observers, post, receive, send, "rid")
+        exchange.routed(route)
+        exchange.call_started("unary", metadata)
+        exchange.message_sent()
+        exchange.message_received()
+        exchange.call_ended(0)
+        # what the send wrapper does on the two events of a unary reply, without the await
+        exchange.status = start_event["status"]  # type: ignore[assignment]
+        exchange.response_bytes += len(body_event["body"])  # type: ignore[arg-type]
+        exchange.finish()
+
+    rows.append(
+        (
+            "piece: metrics bookkeeping of one unary request (Exchange, 7 updates)",
+            min(timeit.repeat(bookkeeping, number=20000, repeat=3)) / 20000 * 1e6,
+        )
+    )
+    return rows
+
+
 def main() -> int:
+    with_metrics = "--metrics" in sys.argv[1:]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         subprocess.run(
@@ -222,7 +326,7 @@ def main() -> int:
                     if s.connect_ex(("127.0.0.1", port)) == 0:
                         break
                 time.sleep(0.05)
-            rows = asyncio.run(asyncio.wait_for(measure(port), 300))
+            rows = asyncio.run(asyncio.wait_for(measure(port, with_metrics), 600))
         finally:
             backend.terminate()
             backend.wait(10)

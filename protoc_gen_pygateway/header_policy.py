@@ -54,6 +54,12 @@ PERMANENT_HEADERS: tuple[str, ...] = (
     "warning",
 )
 
+#: Forwarded as metadata under their own names by default, so that one request can be followed across the
+#: ingress, the gateway and the backend: W3C Trace Context (https://www.w3.org/TR/trace-context/) and the
+#: request id (the gateway validates it, or generates one, at run time: see pygateway_runtime's observe
+#: module). `strip_header=NAME` turns one off (it then joins the never-forwarded, never-returned set).
+CORRELATION_HEADERS: tuple[str, ...] = ("traceparent", "tracestate", "x-request-id")
+
 #: Metadata keys a client may not set through `Grpc-Metadata-*`: gRPC's own (HTTP/2 framing and call
 #: semantics) and the ones the gateway derives itself.
 RESERVED_KEYS: tuple[str, ...] = (
@@ -96,6 +102,7 @@ def check_options(options: Options) -> None:
 def build_policy(options: Options) -> HeaderPolicy:
     forbidden = sorted(set(HOP_BY_HOP) | set(options.strip_header))
     forwarded: dict[str, str] = {"authorization": "authorization"}
+    forwarded.update((name, name) for name in CORRELATION_HEADERS)
     if options.forward_permanent_headers:
         forwarded.update((name, f"grpcgateway-{name}") for name in PERMANENT_HEADERS)
     forwarded.update((name, name) for name in options.forward_header)

@@ -120,4 +120,22 @@ def error_body(response: httpx.Response | RawResponse, status: int, code: int) -
     assert isinstance(body["message"], str)
     assert isinstance(body["details"], list)
     assert "Traceback" not in body["message"]
-    return body
+    request_id = (
+        response.headers.get("x-request-id")
+        if isinstance(response, httpx.Response)
+        else response.header("x-request-id")
+    )
+    assert request_id, "an error answer without X-Request-ID"
+    return without_request_info(body, request_id)
+
+
+REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
+
+
+def without_request_info(status: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    """A google.rpc.Status (error body, stream error line) checked to end with the RequestInfo detail of
+    `request_id` (the response's X-Request-ID; None: any id), returned without it for comparisons."""
+    *details, last = status["details"]
+    assert last.get("@type") == REQUEST_INFO and last.get("requestId"), status
+    assert request_id is None or last["requestId"] == request_id, (status, request_id)
+    return {**status, "details": details}

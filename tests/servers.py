@@ -196,7 +196,9 @@ error_log {tmp}/error.log;
 events {{ worker_connections 256; }}
 
 http {{
-    access_log {tmp}/access.log;
+    # $request_id: nginx's own 32-hex request id, also sent upstream as X-Request-ID when `request_id`.
+    log_format gateway '$remote_addr "$request" $status request_id=$request_id';
+    access_log {tmp}/access.log gateway;
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -309,10 +311,19 @@ class Nginx(_Process):
     """nginx in the foreground in front of `upstream_port`: config, pid, logs and temp files in `tmp`."""
 
     def __init__(
-        self, binary: str, upstream_port: int, tmp: Path, *, keepalive: int = 0, variant: str = "ingress"
+        self,
+        binary: str,
+        upstream_port: int,
+        tmp: Path,
+        *,
+        keepalive: int = 0,
+        variant: str = "ingress",
+        request_id: bool = False,
     ) -> None:
         """`variant`: "ingress" (deploy/kubernetes/ingress-nginx.yaml's settings, as ingress-nginx writes
-        them) or "fixed-upgrade" (the common `Connection "upgrade"` snippet)."""
+        them) or "fixed-upgrade" (the common `Connection "upgrade"` snippet). `request_id`: nginx also
+        sends its `$request_id` upstream as X-Request-ID (replacing the client's), as ingress-nginx does
+        with `generate-request-id`; the access log always shows it."""
         tmp.mkdir(parents=True, exist_ok=True)
         if variant == "ingress":
             title = f"Ingress-nginx-like reverse proxy: ingress-nginx's location for {INGRESS_MANIFEST.name}."
@@ -320,6 +331,8 @@ class Nginx(_Process):
         else:
             title = 'nginx with the common WebSocket snippet (proxy_set_header Connection "upgrade").'
             directives = FIXED_UPGRADE_DIRECTIVES
+        if request_id:
+            directives = [*directives, "proxy_set_header X-Request-ID $request_id"]
         self.directives = directives
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -357,6 +370,12 @@ class Nginx(_Process):
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         super().stop(sig)
+
+    def access_log(self) -> list[str]:
+        """The access log's lines so far (`<peer> "<request line>" <status> request_id=<id>`)."""
+        with contextlib.suppress(OSError):
+            return (self.tmp / "access.log").read_text(errors="replace").splitlines()
+        return []
 
 
 # ------------------------------------------------------------------------------------------ the app side

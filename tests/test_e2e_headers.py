@@ -43,11 +43,13 @@ RESPONSE_HEADERS = {
     "grpc-metadata-x-echo-initial",
     "grpc-trailer-x-echo-trailer",
     "grpc-trailer-x-echo-bin",
+    "x-request-id",  # the gateway's request id (docs/observability.md)
 }
 
 
-def received_metadata(backend: Any) -> dict[str, list[str | bytes]]:
-    """Metadata of the only call the backend received, key -> values; grpc's own user-agent dropped."""
+def received_metadata(backend: Any, keep_request_id: bool = False) -> dict[str, list[str | bytes]]:
+    """Metadata of the only call the backend received, key -> values; grpc's own user-agent dropped, and
+    the gateway's x-request-id (checked to be there once) unless `keep_request_id`."""
     calls = backend.recorder.calls
     assert len(calls) == 1, backend.recorder.methods()
     result: dict[str, list[str | bytes]] = {}
@@ -56,6 +58,9 @@ def received_metadata(backend: Any) -> dict[str, list[str | bytes]]:
             assert isinstance(value, str) and value.startswith("grpc-python"), value
             continue
         result.setdefault(key, []).append(value)
+    assert len(result.get("x-request-id", [])) == 1, result
+    if not keep_request_id:
+        del result["x-request-id"]
     return result
 
 
@@ -116,11 +121,13 @@ def test_permanent_headers_get_grpcgateway_prefix(
         ("Referer", "https://shop.example.com/books"),
         ("Via", "1.1 proxy"),
         ("X-Custom", "dropped"),
-        ("X-Request-Id", "dropped"),
+        ("X-Request-Id", "req-0001"),
+        ("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("Tracestate", "vendor=opaque"),
         ("Accept-Encoding", "identity"),
     ]
     raw_echo(gateway.port, headers)
-    assert received_metadata(backend) == {
+    assert received_metadata(backend, keep_request_id=True) == {
         "grpcgateway-accept": ["application/json"],
         "grpcgateway-user-agent": ["shop-cli/1.0"],
         "grpcgateway-accept-language": ["en-GB"],
@@ -130,6 +137,10 @@ def test_permanent_headers_get_grpcgateway_prefix(
         "grpcgateway-origin": ["https://shop.example.com"],
         "grpcgateway-referer": ["https://shop.example.com/books"],
         "grpcgateway-via": ["1.1 proxy"],
+        # Correlation headers keep their names (the generated policy forwards them by default).
+        "x-request-id": ["req-0001"],
+        "traceparent": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+        "tracestate": ["vendor=opaque"],
         "grpcgateway-content-type": ["application/json"],
         "grpcgateway-host": ["gateway.test"],
         "x-forwarded-host": ["gateway.test"],

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import GatewayServer
-from tests.e2e_support import error_body, raw_until_close
+from tests.e2e_support import error_body, raw_until_close, without_request_info
 from tests.stream_support import LAST_CHUNK, RawStream, start_request, wait_until
 
 WATCH = "/v1/shelves/fiction/events:watch"
@@ -38,7 +38,15 @@ def ndjson(response: httpx.Response) -> list[Any]:
     assert response.content.endswith(b"\n"), response.content
     lines = response.content.split(b"\n")[:-1]
     assert all(lines), response.content
-    return [json.loads(line) for line in lines]
+    return [plain(json.loads(line), response.headers.get("x-request-id")) for line in lines]
+
+
+def plain(message: Any, request_id: str | None = None) -> Any:
+    """A line, event or WebSocket message; an error's Status checked to end with the request's
+    google.rpc.RequestInfo detail (docs/observability.md) and returned without it."""
+    if isinstance(message, dict) and isinstance(message.get("error"), dict):
+        return {**message, "error": without_request_info(message["error"], request_id)}
+    return message
 
 
 def results(lines: list[Any]) -> list[Any]:
@@ -73,7 +81,7 @@ def sse_events(body: bytes) -> list[tuple[str, Any]]:
             else:
                 assert field == "data", block
                 data.append(value)
-        events.append((name, json.loads("\n".join(data))))
+        events.append((name, plain(json.loads("\n".join(data)))))
     return events
 
 
@@ -439,7 +447,7 @@ def ws_drain(ws: ClientConnection) -> tuple[list[Any], int | None, str]:
     messages = []
     try:
         while True:
-            messages.append(json.loads(ws.recv(timeout=WS_TIMEOUT)))
+            messages.append(plain(json.loads(ws.recv(timeout=WS_TIMEOUT))))
     except ConnectionClosed as closed:
         frame = closed.rcvd
         return messages, (frame.code if frame else None), (frame.reason if frame else "")

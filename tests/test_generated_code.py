@@ -222,6 +222,9 @@ FORBIDDEN = ("protoc_gen_pygateway", "jinja2", "markupsafe")
 
 #: ASGI servers: only the serve command imports them, and only inside a function (when serving).
 SERVERS = ("uvicorn", "granian")
+#: Optional features' packages: each only in its own runtime module, which nothing imports unless the
+#: feature is on (tests/test_observe_tracing.py checks that a gateway without them never loads them).
+OPTIONAL = {"prometheus_client": "metrics.py", "opentelemetry": "tracing.py"}
 
 
 def _enclosing_function(tree_: ast.Module, node: ast.AST) -> bool:
@@ -264,6 +267,9 @@ def test_generated_modules_import_only_what_a_gateway_may_use(tree: Path) -> Non
                 where = f"{path.relative_to(tree)}:{node.lineno}: import {name}"
                 if top in FORBIDDEN:
                     problems.append(f"{where}: generated code must not need {top}")
+                elif top in OPTIONAL:
+                    if path != tree / "pygateway_runtime" / OPTIONAL[top]:
+                        problems.append(f"{where}: {top} only in pygateway_runtime/{OPTIONAL[top]}")
                 elif top in SERVERS:
                     if path != tree / "pygateway_runtime" / "serve.py" or not _enclosing_function(
                         module, node

@@ -86,6 +86,7 @@ RESPONSE_HEADERS = frozenset(
         "grpc-metadata-x-echo-initial",
         "grpc-trailer-x-echo-trailer",
         "grpc-trailer-x-echo-bin",
+        "x-request-id",  # the gateway's request id (docs/observability.md)
     }
 )
 

@@ -17,6 +17,7 @@ from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 from .asgi import logger
 from .errors import ClientDisconnectedError, HttpError
 from .lifecycle import _SHUTDOWN_TEXT
+from .observe import Exchange, Observers, request_id_of
 from .options import GatewayOptions
 from .request import Request
 from .routing import LITERAL, _index_by_first_literal, _split_path
@@ -53,6 +54,9 @@ class Gateway:
                 )
             seen[key] = route
         self._by_first = _index_by_first_literal(self.routes)
+        self.request_ids = options.request_id
+        #: Metrics, tracing, access log: None when all are off (a request then costs one test).
+        self.observers = Observers.build(options)
         #: True once `shutdown()` ran: open streams were ended, new ones are refused with 503.
         self.shutting_down = False
         self._stops: set[_Stop] = set()
@@ -122,6 +126,13 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send, self)
+        if self.request_ids:
+            request.request_id = request_id_of(scope["headers"])
+        exchange = None
+        if self.observers is not None:
+            exchange = request.exchange = Exchange(self.observers, scope, receive, send, request.request_id)
+            if exchange.counting:
+                request.receive, request.send = exchange.receive, exchange.send
         try:
             found = self.resolve(scope["method"], _route_path(scope))
             if isinstance(found, list):
@@ -136,6 +147,8 @@ class Gateway:
                 raise HttpError(404, code_pb2.NOT_FOUND, f"no route for {scope['method']} {scope['path']}")
             route, request.captures = found
             request.route = route
+            if exchange is not None:
+                exchange.routed(route)
             await route.handler(request)
         except HttpError as err:
             await request.send_error(err.status, err.code, err.message, extra=err.headers)
@@ -151,26 +164,42 @@ class Gateway:
         except Exception:
             logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             await request.send_error(500, code_pb2.INTERNAL, "internal gateway error")
+        finally:
+            if exchange is not None:
+                exchange.finish()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send, self)
-        found = self.resolve(None, _route_path(scope))
-        if isinstance(found, list):
-            # Not a streaming route: one complete HTTP refusal, never a half-streamed response.
-            if (await receive())["type"] == "websocket.connect":
-                await _refuse(
-                    request, 404, code_pb2.NOT_FOUND, f"no WebSocket route at {scope.get('path', '')}"
-                )
-            return
-        route, request.captures = found
-        request.route = route
-        assert route.websocket is not None
+        if self.request_ids:
+            request.request_id = request_id_of(scope["headers"])
+        exchange = None
+        if self.observers is not None:
+            exchange = request.exchange = Exchange(self.observers, scope, receive, send, request.request_id)
+            if exchange.counting:
+                request.receive, request.send = exchange.receive, exchange.send
         try:
-            await route.websocket(request)
-        except Exception:
-            logger.exception("unhandled error in WebSocket %s", scope.get("path"))
-            with contextlib.suppress(Exception):
-                await send({"type": "websocket.close", "code": 1011})
+            found = self.resolve(None, _route_path(scope))
+            if isinstance(found, list):
+                # Not a streaming route: one complete HTTP refusal, never a half-streamed response.
+                if (await request.receive())["type"] == "websocket.connect":
+                    await _refuse(
+                        request, 404, code_pb2.NOT_FOUND, f"no WebSocket route at {scope.get('path', '')}"
+                    )
+                return
+            route, request.captures = found
+            request.route = route
+            if exchange is not None:
+                exchange.routed(route)
+            assert route.websocket is not None
+            try:
+                await route.websocket(request)
+            except Exception:
+                logger.exception("unhandled error in WebSocket %s", scope.get("path"))
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": 1011})
+        finally:
+            if exchange is not None:
+                exchange.finish()
 
 
 def _route_path(scope: Scope) -> str:

@@ -18,6 +18,8 @@ from google.protobuf import (
 )
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped,unused-ignore]
 
+from .observe import request_id_info
+
 # error_details_pb2 is imported for its side effect: the standard google.rpc detail types (ErrorInfo,
 # BadRequest, ...) are then in the default pool, so Status.details decode to readable JSON.
 _DETAIL_TYPES = error_details_pb2.DESCRIPTOR
@@ -102,14 +104,20 @@ def _any_to_json(detail: Any) -> Any:
         return {"@type": detail.type_url, "value": base64.b64encode(detail.value).decode("ascii")}
 
 
-def error_body(code: int, text: str, details: Sequence[Any] = ()) -> bytes:
-    """google.rpc.Status as JSON, grpc-gateway v2's error body."""
-    body = {"code": code, "message": text, "details": [_any_to_json(d) for d in details]}
+def error_body(code: int, text: str, details: Sequence[Any] = (), request_id: str | None = None) -> bytes:
+    """google.rpc.Status as JSON, grpc-gateway v2's error body; with `request_id`, a
+    `google.rpc.RequestInfo` detail carrying it comes last."""
+    body = _status_data(code, text, details, request_id)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _status_data(code: int, text: str, details: Sequence[Any] = ()) -> dict[str, Any]:
-    return {"code": code, "message": text, "details": [_any_to_json(d) for d in details]}
+def _status_data(
+    code: int, text: str, details: Sequence[Any] = (), request_id: str | None = None
+) -> dict[str, Any]:
+    data = [_any_to_json(d) for d in details]
+    if request_id is not None:
+        data.append(request_id_info(request_id))
+    return {"code": code, "message": text, "details": data}
 
 
 def _pairs(metadata: Any) -> list[tuple[str, str | bytes]]:
@@ -131,7 +139,9 @@ def _rpc_failure(
     return code, status, text, details, trailing
 
 
-def _rpc_error_data(err: grpc.aio.AioRpcError) -> tuple[int, dict[str, Any], list[tuple[str, str | bytes]]]:
+def _rpc_error_data(
+    err: grpc.aio.AioRpcError, request_id: str | None = None
+) -> tuple[int, dict[str, Any], list[tuple[str, str | bytes]]]:
     """gRPC code, the google.rpc.Status as JSON data and the trailer metadata of a failed call."""
     code, _, text, details, trailing = _rpc_failure(err)
-    return code, _status_data(code, text, details), trailing
+    return code, _status_data(code, text, details, request_id), trailing

@@ -100,6 +100,10 @@ def request_metadata(request: Request, policy: HeaderPolicy) -> tuple[Metadata, 
             if text and _PRINTABLE.match(text):  # an unusable client value is dropped, never the peer
                 forwarded_for.append(text)
             continue
+        elif action == "<x-request-id>":
+            if request.request_id is not None:
+                continue  # the validated (or generated) request id goes instead, once (below)
+            key = "x-request-id"
         elif action == "<x-forwarded-host>":
             text = raw_value.decode("latin-1").strip()
             if text and _PRINTABLE.match(text):  # else Host stands in
@@ -125,6 +129,11 @@ def request_metadata(request: Request, policy: HeaderPolicy) -> tuple[Metadata, 
     ):
         if text and _PRINTABLE.match(text) and key not in policy.forbidden:
             metadata.append((key, text))
+    if request.request_id is not None:
+        if "x-request-id" in policy.forwarded:
+            metadata.append(("x-request-id", request.request_id))
+        elif "x-request-id" in policy.forbidden:  # strip_header=x-request-id: never in a response either
+            request.request_id = None
     return metadata, timeout
 
 

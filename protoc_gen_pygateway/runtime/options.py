@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import (
     Mapping,
 )
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # optional features: their modules load only when turned on
+    from .metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,17 @@ class GatewayOptions:
     #: "close": accept, send the `{"error": Status}` message and close with 4000 + the gRPC code — for
     #: servers that add `Upgrade`/`Connection: upgrade` headers to HTTP refusals (granian does).
     websocket_refusal: Literal["http", "close"] = "http"
+    #: Request ids (see `observe`): a request's X-Request-ID (validated) or a new one, forwarded as
+    #: metadata `x-request-id`, returned as X-Request-ID and carried in every error body. False: off.
+    request_id: bool = True
+    #: Prometheus metrics: a `pygateway_runtime.metrics.Metrics` (needs prometheus_client); None: off.
+    metrics: Metrics | None = None
+    #: OpenTelemetry spans from the global tracer provider (needs opentelemetry-api); see `tracing`.
+    tracing: bool = False
+    #: Spans from this tracer provider instead (tracing is then on).
+    tracer_provider: Any = None
+    #: The JSON access log (see `accesslog`): True for the `pygateway.access` logger, or a logger.
+    access_log: bool | logging.Logger = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,8 @@ class HeaderPolicy:
         plan = {name.encode("latin-1"): key for name, key in self.forwarded.items()}
         for name in ("grpc-timeout", "x-forwarded-for", "x-forwarded-host", "host"):
             plan[name.encode("latin-1")] = f"<{name}>"
+        if "x-request-id" in self.forwarded:  # the request id (validated or generated) stands in for it
+            plan[b"x-request-id"] = "<x-request-id>"
         for name in self.forbidden:
             plan[name.encode("latin-1")] = ""
         return plan

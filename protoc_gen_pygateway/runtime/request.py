@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .app import Gateway
     from .asgi import Metadata, Receive, Scope, Send
     from .errors import HttpError
+    from .observe import Exchange
     from .options import HeaderPolicy
     from .routing import Route
 
@@ -30,7 +31,17 @@ _HTTP1 = ("1.1", "1.0")
 class Request:
     """One HTTP exchange as a generated handler sees it."""
 
-    __slots__ = ("captures", "gateway", "receive", "route", "scope", "send", "started")
+    __slots__ = (
+        "captures",
+        "exchange",
+        "gateway",
+        "receive",
+        "request_id",
+        "route",
+        "scope",
+        "send",
+        "started",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, gateway: Gateway) -> None:
         self.scope = scope
@@ -40,6 +51,10 @@ class Request:
         self.captures: list[str] = []
         self.route: Route | None = None
         self.started = False
+        #: The request id (`observe.request_id_of`), None when request ids are off.
+        self.request_id: str | None = None
+        #: What the observers (metrics, tracing, access log) see of it; None when none is on.
+        self.exchange: Exchange | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.scope["headers"]:
@@ -85,6 +100,10 @@ class Request:
 
     async def send_response(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        if self.request_id is not None:
+            headers.append((b"x-request-id", self.request_id.encode("latin-1")))
+        if self.exchange is not None:
+            self.exchange.status = status
         self.started = True
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         # A HEAD response carries the GET's headers and no body.
@@ -102,10 +121,12 @@ class Request:
     ) -> None:
         if self.started:  # the status line is gone; nothing sensible can be added
             return
+        if self.exchange is not None:
+            self.exchange.answered(code)
         headers = [_JSON, *extra]
         if code == code_pb2.UNAUTHENTICATED:
             headers.append((b"www-authenticate", _printable(text).encode("latin-1")))
-        await self.send_response(status, error_body(code, text, details), headers)
+        await self.send_response(status, error_body(code, text, details, self.request_id), headers)
 
     async def send_rpc_error(
         self, err: grpc.aio.AioRpcError, policy: HeaderPolicy | None, initial: Metadata | None

@@ -41,6 +41,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from . import observe
 from .app import Gateway, combine
 from .asgi import Receive, Scope, Send
 from .errors import error_body
@@ -107,6 +108,7 @@ class GatewayApp:
         self.app: Gateway | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
+        self.metrics = observe.serve_metrics(config)  # --metrics, else None
 
     def build(self) -> Gateway:
         if self.app is None:
@@ -116,6 +118,9 @@ class GatewayApp:
                 max_body_bytes=self.config["max_body_bytes"],
                 default_timeout=self.config["default_timeout"],
                 websocket_refusal=self.config["websocket_refusal"],
+                metrics=self.metrics,
+                tracing=bool(self.config.get("tracing")),
+                access_log=bool(self.config.get("access_log")),
             )
             self.app = combine(*apps, options=options)
         return self.app
@@ -212,10 +217,11 @@ class OpenApiDocument:
 
 
 def with_openapi(app: GatewayApp, config: dict[str, Any]) -> Any:
-    """The app to serve: `app`, behind OpenApiDocument when `--openapi` names a document."""
-    if not config.get("openapi"):
-        return app
-    return OpenApiDocument(app, config["openapi"], config["root_path"])
+    """The app to serve: `app`, behind OpenApiDocument (`--openapi`) and GET /metrics (`--metrics`)."""
+    served: Any = app
+    if config.get("openapi"):
+        served = OpenApiDocument(app, config["openapi"], config["root_path"])
+    return observe.with_metrics(served, app.metrics)
 
 
 class _QuietUpgrades:
@@ -275,7 +281,7 @@ async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket
             lifespan="off",
             root_path=config["root_path"],
             log_level=config["log_level"],
-            access_log=config["access_log"],
+            access_log=False,  # the gateway's own JSON access log instead (--access-log)
             server_header=False,
             # The gateway itself appends the peer to X-Forwarded-For; uvicorn must not replace the peer
             # with a client-supplied X-Forwarded-For first (it trusts loopback proxies by default).
@@ -338,7 +344,7 @@ async def _serve_granian(config: dict[str, Any], host: str, port: int, websocket
         backlog=1024,
         backpressure=4096,
         log_level=LogLevels(config["log_level"]),
-        log_access=config["access_log"],
+        log_access=False,  # the gateway's own JSON access log instead (--access-log)
     )
     stopping: list[asyncio.Task[None]] = []
 
@@ -440,12 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         "files) at GET /openapi.json; off by default",
     )
     parser.add_argument("--log-level", default=os.environ.get("PYGATEWAY_LOG_LEVEL", "info"))
-    parser.add_argument(
-        "--access-log",
-        action="store_true",
-        help="log every request (off by default: ~15%% more CPU per request)",
-    )
+    observe.serve_arguments(parser)  # --access-log, --metrics, --tracing
     args = parser.parse_args(argv)
+    observe.serve_setup(parser, args)
     root = Path(__file__).resolve().parent.parent  # the output tree: this package sits at its root
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
@@ -477,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         "grace_period": args.grace_period,
         "log_level": args.log_level,
         "access_log": args.access_log,
+        "metrics": args.metrics,
+        "tracing": args.tracing,
         "openapi": openapi,
         # granian adds `Upgrade` headers to HTTP refusals of WebSocket handshakes: refuse by a close.
         "websocket_refusal": "close" if server == "granian" else "http",

@@ -126,24 +126,35 @@ async def _relay(
     ends the stream with UNAVAILABLE "gateway shutting down".
     """
     framing = _framing(request)
+    rid = request.request_id
+    exchange = request.exchange
+    if exchange is not None:
+        exchange.stream_opened("sse" if framing is _SSE_FRAMING else "ndjson")
     try:
         first = await call.read()
     except (grpc.aio.AioRpcError, asyncio.CancelledError) as err:
         problem = failure()
         if problem is not None:
+            if exchange is not None:
+                exchange.stream_ended("bad_request")
             raise problem from None
         if stop.fired:
-            shutdown = _status_data(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
+            if exchange is not None:
+                exchange.stream_ended("shutdown")
+            shutdown = _status_data(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT, (), rid)
             await _stream_refusal(request, framing, code_pb2.UNAVAILABLE, shutdown)
             return
         if isinstance(err, asyncio.CancelledError):
             raise
         code, http_status, text, details, failed_trailers = _rpc_failure(err)
+        if exchange is not None:
+            exchange.call_ended(code)
+            exchange.stream_ended("upstream_error")
         await _stream_refusal(
             request,
             framing,
             code,
-            _status_data(code, text, details),
+            _status_data(code, text, details, rid),
             _trailer_data(failed_trailers, policy),
             response_metadata_headers(policy, _pairs(err.initial_metadata()), ()),
             http_status,
@@ -156,6 +167,10 @@ async def _relay(
         *_STREAM_HEADERS,
         *response_metadata_headers(policy, initial or (), ()),
     ]
+    if rid is not None:
+        headers.append((b"x-request-id", rid.encode("latin-1")))
+    if exchange is not None:
+        exchange.status = 200
     request.started = True
     await request.send(
         {"type": "http.response.start", "status": 200, "headers": headers, "trailers": trailers}
@@ -166,25 +181,36 @@ async def _relay(
     try:
         item = first
         while item is not _EOF:
+            if exchange is not None:
+                exchange.message_received()
             await request.send(
                 {"type": "http.response.body", "body": framing.message(encode(item)), "more_body": True}
             )
             item = await call.read()
         trailing = _pairs(await call.trailing_metadata())
         final = framing.end(_trailer_data(trailing, policy))
+        if exchange is not None:
+            exchange.call_ended(code_pb2.OK)
+            exchange.stream_ended("ok")
     except (grpc.aio.AioRpcError, asyncio.CancelledError) as err:
         problem = failure()  # a bad request message cancelled the call: report it, not the cancellation
+        outcome = "upstream_error"
         if problem is not None:
-            code = problem.code
-            final = framing.error(_status_data(problem.code, problem.message), {})
+            code, outcome = problem.code, "bad_request"
+            final = framing.error(_status_data(problem.code, problem.message, (), rid), {})
         elif stop.fired:
-            code = code_pb2.UNAVAILABLE
-            final = framing.error(_status_data(code, _SHUTDOWN_TEXT), {})
+            code, outcome = code_pb2.UNAVAILABLE, "shutdown"
+            final = framing.error(_status_data(code, _SHUTDOWN_TEXT, (), rid), {})
         elif isinstance(err, asyncio.CancelledError):
             raise
         else:
-            code, status, trailing = _rpc_error_data(err)
+            code, status, trailing = _rpc_error_data(err, rid)
             final = framing.error(status, _trailer_data(trailing, policy))
+            if exchange is not None:
+                exchange.call_ended(code)
+        if exchange is not None:
+            exchange.answered(code)
+            exchange.stream_ended(outcome)
     # The body ends (more_body False) before the trailers message: the ASGI trailers extension's order,
     # which servers enforce (hypercorn rejects trailers sent while the body is still open).
     await request.send({"type": "http.response.body", "body": final, "more_body": False})
@@ -210,6 +236,8 @@ async def _stream_refusal(
     """A stream that failed before its first message: one complete response, status from the gRPC code,
     the body the stream's final error line (or SSE event)."""
     head = [(b"content-type", framing.content_type), *headers]
+    if request.exchange is not None:
+        request.exchange.answered(code)
     if code == code_pb2.UNAUTHENTICATED:
         head.append((b"www-authenticate", _printable(status["message"]).encode("latin-1")))
     body = framing.error(status, trailers or {})
@@ -220,7 +248,7 @@ async def _refuse_while_shutting_down(request: Request) -> bool:
     """Answer a new stream during a gateway shutdown with 503 "gateway shutting down" (True), else False."""
     if not request.gateway.shutting_down:
         return False
-    status = _status_data(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
+    status = _status_data(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT, (), request.request_id)
     await _stream_refusal(request, _framing(request), code_pb2.UNAVAILABLE, status)
     return True
 
@@ -245,6 +273,10 @@ async def server_stream_call(
     metadata, timeout = request_metadata(request, policy)
     if await _refuse_while_shutting_down(request):
         return
+    exchange = request.exchange
+    if exchange is not None:
+        exchange.call_started("server_stream", metadata)
+        exchange.message_sent()
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
     try:
@@ -320,6 +352,8 @@ class _BodyPump:
 
     async def _write(self, line: bytes, first: bool) -> None:
         await self.call.write(self.build(line, first))
+        if self.request.exchange is not None:
+            self.request.exchange.message_sent()
 
 
 #: Largest message a raw (google.api.HttpBody) client stream sends upstream: bigger received chunks are
@@ -376,6 +410,11 @@ async def client_stream_call(
         return
     if request.gateway.shutting_down:
         raise HttpError(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
+    exchange = request.exchange
+    if exchange is not None:
+        exchange.call_started("bidi_stream" if server_streaming else "client_stream", metadata)
+        if not server_streaming:  # bidi streams: opened by the relay, which knows the framing
+            exchange.stream_opened("ndjson")
     call = method(metadata=tuple(metadata), timeout=timeout)
     pump = (_RawBodyPump if chunked else _BodyPump)(request, call, build)
     task = asyncio.ensure_future(pump.run())
@@ -395,19 +434,34 @@ async def client_stream_call(
                 trailing = await call.trailing_metadata()
             except grpc.aio.AioRpcError as err:
                 if pump.problem is not None:
+                    if exchange is not None:
+                        exchange.stream_ended("bad_request")
                     raise pump.problem from None
+                if exchange is not None:
+                    exchange.call_ended(err.code().value[0])
+                    exchange.stream_ended("upstream_error")
                 await request.send_rpc_error(err, policy, None)
                 return
             except asyncio.CancelledError:
                 if pump.problem is not None:
+                    if exchange is not None:
+                        exchange.stream_ended("bad_request")
                     raise pump.problem from None
                 if stop.fired and not pump.disconnected:
+                    if exchange is not None:
+                        exchange.stream_ended("shutdown")
                     raise HttpError(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT) from None
                 raise
+            if exchange is not None:
+                exchange.message_received()
+                exchange.call_ended(code_pb2.OK)
+                exchange.stream_ended("ok")
             headers = [_JSON, *response_metadata_headers(policy, initial or (), trailing or ())]
             await request.send_response(200, encode_reply(reply), headers)
     except asyncio.CancelledError:
         if pump.problem is not None:
+            if exchange is not None:
+                exchange.stream_ended("bad_request")
             raise pump.problem from None
         if pump.disconnected:
             raise ClientDisconnectedError from None

@@ -34,12 +34,21 @@ async def unary_call(
 ) -> None:
     """Forward one request message, answer with the JSON of the reply (or the gRPC error)."""
     metadata, timeout = request_metadata(request, policy)
+    exchange = request.exchange
+    if exchange is not None:
+        exchange.call_started("unary", metadata)
+        exchange.message_sent()
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     try:
         reply, initial, trailing = await _watch_disconnect(request, call)
     except grpc.aio.AioRpcError as err:
+        if exchange is not None:
+            exchange.call_ended(err.code().value[0])
         await request.send_rpc_error(err, policy, None)
         return
+    if exchange is not None:
+        exchange.message_received()
+        exchange.call_ended(0)
     headers = [_JSON, *response_metadata_headers(policy, initial, trailing)]
     await request.send_response(200, encode(reply), headers)
 

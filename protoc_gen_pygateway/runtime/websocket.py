@@ -20,9 +20,11 @@ from .errors import HttpError, _pairs, _rpc_error_data, _status_data, error_body
 from .jsonstyle import dump_json
 from .lifecycle import _SHUTDOWN_TEXT, _Stop
 from .metadata import request_metadata
+from .observe import request_id_info
 from .streams import _trailer_data
 
 if TYPE_CHECKING:
+    from .observe import Exchange
     from .options import HeaderPolicy
     from .request import Request
 
@@ -68,8 +70,13 @@ async def websocket_call(
     if request.gateway.shutting_down:
         await _refuse(request, 503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
         return
-    await request.send({"type": "websocket.accept"})
+    await request.send({"type": "websocket.accept", "headers": _id_header(request)})
     request.started = True
+    exchange = request.exchange
+    if exchange is not None:
+        exchange.status = 101
+        exchange.call_started(_GRPC_TYPES[kind], metadata)
+        exchange.stream_opened("websocket")
     # maxsize=1: a client sending faster than the upstream takes messages is not read further
     # (backpressure through the WebSocket's TCP window instead of gateway memory).
     inbox: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1)
@@ -93,43 +100,67 @@ async def websocket_call(
             line = (await _first_message(inbox, reader, stopped)) if has_body else b""
             if line is None:
                 if stopped.done() and not reader.done():
+                    if exchange is not None:
+                        exchange.stream_ended("shutdown")
                     await _ws_shutdown_error(request)
                 return
             call = method(build(line, True), metadata=tuple(metadata), timeout=timeout)
+            if exchange is not None:
+                exchange.message_sent()
         else:
             call = method(metadata=tuple(metadata), timeout=timeout)
-            tasks.append(asyncio.ensure_future(_feed_websocket(inbox, call, build, problems)))
+            tasks.append(asyncio.ensure_future(_feed_websocket(inbox, call, build, problems, exchange)))
         if stopped.done():  # shut down while the call was being made
             call.cancel()
         tasks.append(asyncio.ensure_future(_cancel_when(reader, call)))
         if kind == "stream_unary":
-            await _ws_send(request, {"result": encode(await call)})
+            reply = await call
+            if exchange is not None:
+                exchange.message_received()
+            await _ws_send(request, {"result": encode(reply)})
         else:
             async for item in call:
+                if exchange is not None:
+                    exchange.message_received()
                 await _ws_send(request, {"result": encode(item)})
         trailing = _pairs(await call.trailing_metadata())
+        if exchange is not None:
+            exchange.call_ended(code_pb2.OK)
+            exchange.stream_ended("ok")
         await _ws_send(request, {"end": {"trailers": _trailer_data(trailing, policy)}})
         await request.send({"type": "websocket.close", "code": 1000})
     except HttpError as err:
         if call is not None:
             call.cancel()
+        if exchange is not None:
+            exchange.stream_ended("bad_request")
         await _ws_final_error(request, err.code, _status_data(err.code, err.message), {})
     except grpc.aio.AioRpcError as err:
         if problems:
+            if exchange is not None:
+                exchange.stream_ended("bad_request")
             await _ws_final_error(
                 request, problems[0].code, _status_data(problems[0].code, problems[0].message), {}
             )
         else:
             code, status, trailing = _rpc_error_data(err)
+            if exchange is not None:
+                exchange.call_ended(code)
+                exchange.stream_ended("upstream_error")
             await _ws_final_error(request, code, status, _trailer_data(trailing, policy))
     except asyncio.CancelledError:
         if problems:  # a bad client message cancelled the call
+            if exchange is not None:
+                exchange.stream_ended("bad_request")
             await _ws_final_error(
                 request, problems[0].code, _status_data(problems[0].code, problems[0].message), {}
             )
         elif reader.done():  # the client left
-            pass
+            if exchange is not None:
+                exchange.stream_ended("client_gone")
         elif stopped.done():  # the gateway is shutting down
+            if exchange is not None:
+                exchange.stream_ended("shutdown")
             await _ws_shutdown_error(request)
         else:  # the gateway task itself is being cancelled
             raise
@@ -139,6 +170,20 @@ async def websocket_call(
             task.cancel()
 
 
+#: websocket_call's `kind` -> go-grpc-middleware's grpc_type label.
+_GRPC_TYPES = {
+    "unary_stream": "server_stream",
+    "stream_unary": "client_stream",
+    "stream_stream": "bidi_stream",
+}
+
+
+def _id_header(request: Request) -> list[tuple[bytes, bytes]]:
+    """The handshake response's X-Request-ID (none when request ids are off)."""
+    rid = request.request_id
+    return [(b"x-request-id", rid.encode("latin-1"))] if rid is not None else []
+
+
 async def _ws_send(request: Request, data: Any) -> None:
     await request.send({"type": "websocket.send", "text": dump_json(data).decode("utf-8")})
 
@@ -146,6 +191,10 @@ async def _ws_send(request: Request, data: Any) -> None:
 async def _ws_final_error(
     request: Request, code: int, status: dict[str, Any], trailers: dict[str, str], close: int | None = None
 ) -> None:
+    if request.request_id is not None:
+        status["details"].append(request_id_info(request.request_id))
+    if request.exchange is not None:
+        request.exchange.answered(code)
     try:
         await _ws_send(request, {"error": status, "trailers": trailers})
         close = _close_code(code) if close is None else close
@@ -200,6 +249,7 @@ async def _feed_websocket(
     call: Any,
     build: Callable[[bytes, bool], message.Message],
     problems: list[HttpError],
+    exchange: Exchange | None = None,
 ) -> None:
     """Client messages into a client-streaming call; a bad message cancels the call and is reported."""
     first = True
@@ -216,6 +266,8 @@ async def _feed_websocket(
             return
         first = False
         await call.write(payload)
+        if exchange is not None:
+            exchange.message_sent()
 
 
 async def _cancel_when(reader: asyncio.Future[None], call: Any) -> None:
@@ -226,13 +278,19 @@ async def _cancel_when(reader: asyncio.Future[None], call: Any) -> None:
 
 async def _refuse(request: Request, status: int, code: int, text: str) -> None:
     """Refuse a WebSocket handshake as GatewayOptions.websocket_refusal says."""
+    if request.exchange is not None:  # accepted then closed, or an HTTP answer
+        request.exchange.status = 101 if request.gateway.options.websocket_refusal == "close" else status
     if request.gateway.options.websocket_refusal == "close":
-        await request.send({"type": "websocket.accept"})
+        await request.send({"type": "websocket.accept", "headers": _id_header(request)})
         await _ws_final_error(request, code, _status_data(code, text), {})
     elif "websocket.http.response" in (request.scope.get("extensions") or {}):
-        body = error_body(code, text)
-        headers = [_JSON, (b"content-length", str(len(body)).encode())]
+        if request.exchange is not None:
+            request.exchange.answered(code)
+        body = error_body(code, text, (), request.request_id)
+        headers = [_JSON, (b"content-length", str(len(body)).encode()), *_id_header(request)]
         await request.send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await request.send({"type": "websocket.http.response.body", "body": body})
     else:
+        if request.exchange is not None:
+            request.exchange.status = 403  # the server refuses a handshake closed before accepting
         await request.send({"type": "websocket.close", "code": 1008})

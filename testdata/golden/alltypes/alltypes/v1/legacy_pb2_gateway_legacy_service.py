@@ -72,9 +72,12 @@ FORWARDED_HEADERS = {
     "origin": "grpcgateway-origin",
     "pragma": "grpcgateway-pragma",
     "referer": "grpcgateway-referer",
+    "traceparent": "traceparent",
+    "tracestate": "tracestate",
     "user-agent": "grpcgateway-user-agent",
     "via": "grpcgateway-via",
     "warning": "grpcgateway-warning",
+    "x-request-id": "x-request-id",
 }
 # Metadata keys a client may not set through Grpc-Metadata-* and a response never carries.
 RESERVED_METADATA_KEYS = frozenset(

@@ -71,6 +71,8 @@ FORBIDDEN_HEADERS = frozenset(
 # Request headers forwarded as metadata without the Grpc-Metadata- prefix: header -> metadata key.
 FORWARDED_HEADERS = {
     "authorization": "authorization",
+    "traceparent": "traceparent",
+    "tracestate": "tracestate",
     "x-request-id": "x-request-id",
 }
 # Metadata keys a client may not set through Grpc-Metadata-* and a response never carries.

@@ -1,0 +1,340 @@
+"""Following one request across layers: its request id, and what metrics, tracing and the access log see
+of it.
+
+Request ids are on by default (`GatewayOptions(request_id=False)` turns them off): a request's
+`X-Request-ID` (printable ASCII, at most 128 characters; otherwise replaced by a new one and logged) or a
+new random one (32 hex digits) is forwarded as metadata `x-request-id`, returned as the response's
+`X-Request-ID` (streams: in the response headers, before the first message), carried in every error body
+as a `google.rpc.RequestInfo` detail, and written in every access-log line.
+
+Metrics (`metrics.py`), tracing (`tracing.py`) and the access log (`accesslog.py`) are off by default;
+`Observers.build` returns None then, and a request costs one `is None` test. When one is on, each request
+gets an `Exchange` that the routing loop and the call helpers report to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported only for types: the modules themselves load only when their feature is on
+    from .accesslog import AccessLog
+    from .metrics import Metrics, RpcStats
+    from .tracing import Tracing
+
+__all__ = [
+    "MAX_REQUEST_ID",
+    "REQUEST_ID_HEADER",
+    "Exchange",
+    "Observers",
+    "new_request_id",
+    "request_id_info",
+    "request_id_of",
+]
+
+logger = logging.getLogger("pygateway")
+_now = time.perf_counter
+
+Event = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Event]]
+Send = Callable[[Event], Awaitable[None]]
+
+REQUEST_ID_HEADER = b"x-request-id"
+#: Longest request id taken from a request (longer ones are replaced).
+MAX_REQUEST_ID = 128
+_VALID_ID = re.compile(r"[\x20-\x7e]{1,128}")
+_REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
+
+
+def new_request_id() -> str:
+    """32 random hex digits (128 bits from the OS's CSPRNG; os.urandom is the cheapest source, ~0.4 us)."""
+    return os.urandom(16).hex()
+
+
+def request_id_of(headers: Any) -> str:
+    """The request's id: its first X-Request-ID when valid, else a new one (an invalid one is logged).
+
+    Valid: 1 to 128 printable ASCII characters (what gRPC metadata can carry and logs can show). An empty
+    value counts as none.
+    """
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            text: str = bytes(value).decode("latin-1").strip()
+            if _VALID_ID.fullmatch(text):
+                return text
+            if not text:
+                break
+            replacement = new_request_id()
+            reason = "longer than 128 characters" if len(text) > MAX_REQUEST_ID else "not printable ASCII"
+            logger.warning(
+                "X-Request-ID %s refused (%s): request id %s used instead",
+                ascii(text[:64]),
+                reason,
+                replacement,
+            )
+            return replacement
+    return new_request_id()
+
+
+def request_id_info(request_id: str) -> dict[str, Any]:
+    """The `google.rpc.RequestInfo` detail of an error body, as protojson prints it in a Status."""
+    return {"@type": _REQUEST_INFO, "requestId": request_id}
+
+
+class Observers:
+    """What a gateway reports requests to: metrics, tracing, the access log (each optional)."""
+
+    __slots__ = ("access_log", "metrics", "tracing")
+
+    def __init__(
+        self, metrics: Metrics | None, tracing: Tracing | None, access_log: AccessLog | None
+    ) -> None:
+        self.metrics = metrics
+        self.tracing = tracing
+        self.access_log = access_log
+
+    @classmethod
+    def build(cls, options: Any) -> Observers | None:
+        """From GatewayOptions: None when nothing observes (the per-request cost is then one test)."""
+        metrics = getattr(options, "metrics", None)
+        tracing: Tracing | None = None
+        if getattr(options, "tracing", False) or getattr(options, "tracer_provider", None) is not None:
+            from .tracing import Tracing
+
+            tracing = Tracing(getattr(options, "tracer_provider", None))
+        access: AccessLog | None = None
+        wanted = getattr(options, "access_log", False)
+        if wanted:
+            from .accesslog import AccessLog
+
+            access = AccessLog(wanted if isinstance(wanted, logging.Logger) else None)
+        if metrics is None and tracing is None and access is None:
+            return None
+        return cls(metrics, tracing, access)
+
+
+class Exchange:
+    """One request or stream as the observers see it; created by the routing loop only when some
+    observer is on. The routing loop wraps the server's `send`/`receive` with `send`/`receive` here
+    (status, bytes, WebSocket messages), and the call helpers report the upstream call."""
+
+    # Class attributes as the defaults, no __slots__: a request sets only what it changes. Metrics of a
+    # unary call are applied at once in `finish` (one pass, few lookups), those of streams as they happen
+    # (bench.inprocess --metrics measures the cost).
+    route: str | None = None  # the matched template
+    matched: Any = None  # the matched routing.Route
+    rpc_name = ""  # the route's method, "pkg.Service.Method"
+    grpc_type = ""
+    status = 0
+    code: int | None = None  # the gRPC code of the answer (the upstream's or the gateway's own)
+    rpc_code = -1  # the upstream call's final code, -1 until it ended
+    protocol: str | None = None  # set for streams: ndjson, sse, websocket
+    outcome: str | None = None
+    request_bytes = 0  # counted only with the access log on (`counting`)
+    response_bytes = 0
+    request_messages = 0
+    response_messages = 0
+    rpc: RpcStats | None = None  # streams: the call's stats, updated as messages flow
+    rpc_started = 0.0
+    rpc_ended = 0.0
+    span: Any = None
+    upstream_span: Any = None
+
+    def __init__(
+        self, observers: Observers, scope: Any, receive: Receive, send: Send, request_id: str | None
+    ) -> None:
+        self.start = _now()
+        self.observers = observers
+        self.metrics = observers.metrics
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.request_id = request_id
+        #: Whether the routing loop must wrap send/receive with this exchange's (bytes, WebSocket
+        #: messages): only the access log reports them; the status is reported without it.
+        self.counting = observers.access_log is not None
+        if observers.tracing is not None:
+            self.span = observers.tracing.server_span(scope, self.method, request_id)
+
+    @property
+    def method(self) -> str:
+        return str(self.scope.get("method") or "GET")
+
+    @property
+    def path(self) -> str:
+        return str(self.scope.get("path", ""))
+
+    # -- the server's send and receive, counted
+
+    async def send(self, event: Event) -> None:
+        kind = event["type"]
+        if kind == "http.response.body":
+            self.response_bytes += len(event.get("body", b""))
+        elif kind == "http.response.start":
+            self.status = event["status"]
+        elif kind == "websocket.send":
+            self.response_messages += 1
+            self.response_bytes += len(event.get("text") or "") or len(event.get("bytes") or b"")
+        elif kind == "websocket.accept":
+            self.status = 101
+        elif kind == "websocket.http.response.start":
+            self.status = event["status"]
+        await self._send(event)
+
+    async def receive(self) -> Event:
+        event = await self._receive()
+        kind = event["type"]
+        if kind == "http.request":
+            self.request_bytes += len(event.get("body", b""))
+        elif kind == "websocket.receive":
+            self.request_bytes += len(event.get("text") or "") or len(event.get("bytes") or b"")
+        return event
+
+    # -- reports from the routing loop and the call helpers
+
+    def routed(self, route: Any) -> None:
+        """The request matched `route` (a routing.Route: its template and "pkg.Service.Method" name)."""
+        self.matched = route
+        self.route = route.template
+        self.rpc_name = route.name
+        if self.span is not None:
+            self.observers.tracing.routed(self.span, self.method, route.template)  # type: ignore[union-attr]
+
+    def call_started(self, grpc_type: str, metadata: list[tuple[str, str | bytes]]) -> None:
+        """The route's upstream call is about to start with `metadata` (with tracing on, the request's
+        trace context in it is replaced by the upstream span's)."""
+        self.grpc_type = grpc_type
+        self.rpc_started = _now()
+        if self.metrics is not None and grpc_type != "unary":
+            self.rpc = rpc = self.metrics.rpc(self.rpc_name, grpc_type)
+            rpc.started += 1
+        tracing = self.observers.tracing
+        if tracing is not None:
+            self.upstream_span = tracing.client_span(self.span, self.rpc_name, grpc_type, metadata)
+
+    def message_sent(self) -> None:
+        """One request message was written to the upstream call."""
+        self.request_messages += 1
+        if self.rpc is not None:
+            self.rpc.sent += 1
+
+    def message_received(self) -> None:
+        """One reply message came from the upstream call."""
+        if self.protocol != "websocket" or not self.counting:  # else counted by `send`
+            self.response_messages += 1
+        if self.rpc is not None:
+            self.rpc.received += 1
+
+    def call_ended(self, code: int) -> None:
+        """The upstream call ended with gRPC status `code` (the first report counts)."""
+        if self.code is None:
+            self.code = code
+        if self.rpc_started <= 0 or self.rpc_code >= 0:
+            return
+        self.rpc_code = code if 0 <= code < 17 else 2  # 2: UNKNOWN
+        self.rpc_ended = _now()
+        if self.upstream_span is not None:
+            self.observers.tracing.end_client(self.upstream_span, code)  # type: ignore[union-attr]
+            self.upstream_span = None
+
+    def stream_opened(self, protocol: str) -> None:
+        self.protocol = protocol
+        if self.metrics is not None:
+            self.metrics.stream_opened(protocol)
+
+    def stream_ended(self, outcome: str) -> None:
+        """How the stream ended (the first report wins)."""
+        if self.outcome is None:
+            self.outcome = outcome
+
+    def answered(self, code: int) -> None:
+        """The gateway answered with a Status of its own (a refusal, an error line)."""
+        if self.code is None:
+            self.code = code
+
+    def finish(self) -> None:
+        """The exchange is over: close what is open and report it."""
+        if self.rpc_started > 0 and self.rpc_code < 0:  # never reported as ended: cut short
+            self.call_ended(1)  # CANCELLED
+        if self.protocol is not None and self.outcome is None:
+            self.outcome = "client_gone"  # cut short without a report: the handler was cancelled
+        if not self.status:
+            self.status = 499  # nothing was answered: the client closed the request (nginx's code)
+        end = _now()
+        metrics = self.metrics
+        if metrics is not None:
+            if self.rpc_started > 0:
+                rpc = self.rpc
+                if rpc is None:  # unary: the whole call at once
+                    rpc = metrics.rpc(self.rpc_name, self.grpc_type)
+                    rpc.started += 1
+                    rpc.sent += self.request_messages
+                    rpc.received += self.response_messages
+                rpc.handled[self.rpc_code] += 1
+                rpc.handling.observe(self.rpc_ended - self.rpc_started)
+            if self.protocol is not None:
+                metrics.stream_ended(self.protocol, self.outcome or "ok")
+            route = self.matched
+            # A WebSocket exchange is counted under GET (its handshake), whatever the route's own method.
+            if route is not None and route.method == self.method:
+                http = metrics.route_http(route)
+            else:
+                http = metrics.http(self.route or "unmatched", self.method)
+            http.record(self.status, end - self.start)
+        if self.span is not None:
+            self.observers.tracing.end_server(self.span, self.status, self.code)  # type: ignore[union-attr]
+        if self.observers.access_log is not None:
+            self.observers.access_log.write(self, end - self.start)
+
+
+# ------------------------------------------------------------------------------------- the serve command
+
+
+def serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The serve command's observability flags (all off by default)."""
+    add = parser.add_argument
+    add("--access-log", action="store_true", help="one JSON line per request or stream on stderr")
+    add("--metrics", action="store_true", help="GET /metrics, Prometheus (needs the [metrics] extra)")
+    add("--tracing", action="store_true", help="OpenTelemetry spans, global provider (needs [otel])")
+
+
+def serve_setup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a flag whose package is missing (naming the extra); send the access log to stderr."""
+    for flag, package, extra in (
+        ("metrics", "prometheus_client", "metrics"),
+        ("tracing", "opentelemetry", "otel"),
+    ):
+        if getattr(args, flag):
+            try:
+                __import__(package)
+            except ImportError:
+                parser.error(
+                    f"--{flag} needs {package}: pip install 'protoc-gen-pygateway[{extra}]' (or {package})"
+                )
+    if args.access_log:
+        from .accesslog import configure
+
+        configure()
+
+
+def serve_metrics(config: dict[str, Any]) -> Metrics | None:
+    """`--metrics`: the gateway's metrics, in prometheus_client's default registry (else None)."""
+    if not config.get("metrics"):
+        return None
+    from .metrics import Metrics
+
+    return Metrics()
+
+
+def with_metrics(app: Any, metrics: Metrics | None) -> Any:
+    """`app` behind `GET /metrics` when there are metrics."""
+    if metrics is None:
+        return app
+    from .metrics import MetricsEndpoint
+
+    return MetricsEndpoint(app, metrics)
