@@ -1,0 +1,190 @@
+"""Health and readiness (issue 14 §3): `GET /healthz` calls the upstream's grpc.health.v1.Health/Check (a
+real grpcio-health-checking servicer on a real grpc.aio server), `GET /readyz` turns 503 when a graceful
+shutdown (or the drain before it) begins. Through the shipped serve command (embedded granian, and
+uvicorn) and through `create_app(..., GatewayOptions(health=HealthOptions()))` under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from tests.conftest import GatewayServer, free_port
+from tests.e2e_support import error_body
+from tests.ops_support import HealthBackend, serve_app
+
+pytestmark = pytest.mark.timeout(90)
+
+SERVERS = {"default": [], "uvicorn": ["--server", "uvicorn"]}
+
+
+@pytest.fixture(scope="module")
+def health_backend() -> Any:
+    with HealthBackend() as backend:
+        yield backend
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_healthz_follows_the_upstream_health_servicer(gen_dir: Path, health_backend: Any, server: str) -> None:
+    gateway = GatewayServer(gen_dir, health_backend.port, SERVERS[server])
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=10) as client:
+            health_backend.set("", "SERVING")
+            response = client.get("/healthz")
+            assert response.status_code == 200, response.text
+            assert response.json() == {"status": "SERVING"}
+            assert response.headers["content-type"] == "application/json"
+            assert response.headers["cache-control"] == "no-store"
+            assert client.head("/healthz").status_code == 200
+
+            health_backend.set("", "NOT_SERVING")
+            body = error_body(client.get("/healthz"), 503, 14)
+            assert "NOT_SERVING" in body["message"]
+
+            # ?service= names the service checked.
+            health_backend.set("shop.v1.ShopService", "SERVING")
+            assert client.get("/healthz", params={"service": "shop.v1.ShopService"}).json() == {"status": "SERVING"}
+            health_backend.set("shop.v1.ShopService", "NOT_SERVING")
+            body = error_body(client.get("/healthz", params={"service": "shop.v1.ShopService"}), 503, 14)
+            assert "shop.v1.ShopService" in body["message"]
+            # A service the servicer does not know: its NOT_FOUND status, still 503.
+            body = error_body(client.get("/healthz", params={"service": "no.such.Service"}), 503, 5)
+
+            error_body(client.get("/healthz", params={"other": "1"}), 400, 3)
+            response = client.post("/healthz", json={})
+            error_body(response, 405, 12)
+            assert response.headers["allow"] == "GET, HEAD"
+
+            assert client.get("/readyz").json() == {"status": "READY"}
+    finally:
+        gateway.stop()
+
+
+def test_healthz_without_the_health_service(gen_dir: Path, backend: Any) -> None:
+    """The demo backend has no grpc.health.v1.Health: 503 UNIMPLEMENTED by default, saying so;
+    `--health-unimplemented serving` answers 200 instead (the upstream did answer)."""
+    gateway = GatewayServer(gen_dir, backend.port)
+    try:
+        body = error_body(httpx.get(gateway.url + "/healthz", timeout=10), 503, 12)
+        assert "does not implement grpc.health.v1.Health" in body["message"]
+    finally:
+        gateway.stop()
+    gateway = GatewayServer(gen_dir, backend.port, ["--health-unimplemented", "serving"])
+    try:
+        response = httpx.get(gateway.url + "/healthz", timeout=10)
+        assert response.status_code == 200 and response.json() == {"status": "SERVING"}
+    finally:
+        gateway.stop()
+
+
+def test_healthz_when_the_upstream_is_down_or_slow(gen_dir: Path) -> None:
+    gateway = GatewayServer(gen_dir, free_port())  # nothing listens there
+    try:
+        started = time.monotonic()
+        error_body(httpx.get(gateway.url + "/healthz", timeout=10), 503, 14)
+        assert time.monotonic() - started < 3
+        assert httpx.get(gateway.url + "/readyz", timeout=10).status_code == 200  # not the upstream's business
+    finally:
+        gateway.stop()
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    class Slow(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+        async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802
+            await asyncio.sleep(2)
+            return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    with HealthBackend(Slow()) as slow:
+        gateway = GatewayServer(gen_dir, slow.port, ["--health-timeout", "0.3"])
+        try:
+            started = time.monotonic()
+            error_body(httpx.get(gateway.url + "/healthz", timeout=10), 503, 4)  # DEADLINE_EXCEEDED
+            assert time.monotonic() - started < 1.5
+        finally:
+            gateway.stop()
+
+
+def test_no_health_turns_the_endpoints_off(gen_dir: Path, health_backend: Any) -> None:
+    gateway = GatewayServer(gen_dir, health_backend.port, ["--no-health"])
+    try:
+        error_body(httpx.get(gateway.url + "/healthz", timeout=10), 404, 5)
+        error_body(httpx.get(gateway.url + "/readyz", timeout=10), 404, 5)
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_readyz_is_503_from_the_start_of_a_shutdown(gen_dir: Path, backend: Any, server: str) -> None:
+    """With `--drain-seconds 1.5`, SIGTERM turns /readyz to 503 at once while everything else is still
+    served (load balancers see it and stop sending); then the graceful shutdown proceeds and exits 0."""
+    gateway = GatewayServer(gen_dir, backend.port, [*SERVERS[server], "--drain-seconds", "1.5"])
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=10) as client:
+            assert client.get("/readyz").status_code == 200
+            gateway.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 1.0
+            while client.get("/readyz").status_code == 200:
+                assert time.monotonic() < deadline, "readyz still 200 after SIGTERM"
+                time.sleep(0.02)
+            body = error_body(client.get("/readyz"), 503, 14)
+            assert body["message"] == "gateway shutting down"
+            # Still serving everything else during the drain.
+            assert client.get("/v1/shelves/fiction/books/dune").status_code == 200
+        assert gateway.process.wait(15) == 0
+    finally:
+        gateway.stop()
+
+
+def test_create_app_with_health_options(gen_dir: Path, health_backend: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """In your own app: health on when asked; `Gateway.shutdown()` turns readyz to 503; a generated route
+    on the same path wins, with a warning."""
+    rt = importlib.import_module("pygateway_runtime")
+    shop = importlib.import_module("shop.v1.shop_pb2_gateway_shop_service")
+    built: list[Any] = []
+
+    def build(channel: grpc.aio.Channel) -> Any:
+        app = shop.create_app(channel, rt.GatewayOptions(health=rt.HealthOptions(timeout=0.5)))
+        built.append(app)
+        return app
+
+    health_backend.set("", "SERVING")
+    with serve_app(build, health_backend.target) as server, httpx.Client(base_url=server.url, timeout=10) as c:
+        assert c.get("/healthz").json() == {"status": "SERVING"}
+        assert c.get("/readyz").status_code == 200
+        built[0].shutdown()
+        error_body(c.get("/readyz"), 503, 14)
+
+    # Without the option: no endpoints.
+    with serve_app(lambda ch: shop.create_app(ch), health_backend.target) as server:
+        error_body(httpx.get(server.url + "/healthz", timeout=10), 404, 5)
+
+    async def own_health(request: Any) -> None:
+        await request.send_response(200, b'{"own":true}', [(b"content-type", b"application/json")])
+
+    def build_shadowed(channel: grpc.aio.Channel) -> Any:
+        route = rt.Route(
+            method="GET",
+            template="/healthz",
+            segments=rt.segments("healthz"),
+            verb=None,
+            captures=(),
+            rank=(0,),
+            handler=own_health,
+            name="test.Own.Health",
+        )
+        app = shop.create_app(channel)
+        return rt.Gateway([*app.routes, route], shop.MAX_BODY_BYTES, rt.GatewayOptions(health=rt.HealthOptions()))
+
+    with caplog.at_level(logging.WARNING, logger="pygateway"):
+        with serve_app(build_shadowed, health_backend.target) as server:
+            assert httpx.get(server.url + "/healthz", timeout=10).json() == {"own": True}
+            assert httpx.get(server.url + "/readyz", timeout=10).json() == {"status": "READY"}
+    assert any("/healthz not served" in record.getMessage() for record in caplog.records)
