@@ -50,7 +50,7 @@ class PageServer:
         pages = self.pages
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 page = pages.get(self.path.split("?")[0])
                 body = (page or "not found").encode("utf-8")
                 self.send_response(200 if page is not None else 404)
@@ -59,7 +59,7 @@ class PageServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port or 0), Handler)
@@ -110,7 +110,11 @@ class Chromium:
             "about:blank",
         ]
         self.process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         self.pid = self.process.pid
         self.ws_url = self._wait_devtools()
@@ -164,11 +168,15 @@ class Chromium:
                         log.append(f"{entry.get('level')}: {entry.get('text')} {entry.get('url', '')}")
                     elif message.get("method") == "Runtime.consoleAPICalled":
                         args = message["params"].get("args", [])
-                        log.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in args))
+                        log.append(
+                            "console: " + " ".join(str(a.get("value", a.get("description"))) for a in args)
+                        )
                     elif message.get("method") == "Runtime.exceptionThrown":
                         log.append("exception: " + json.dumps(message["params"]["exceptionDetails"]))
 
-            async def command(method: str, params: dict[str, Any] | None = None, session: str | None = None) -> Any:
+            async def command(
+                method: str, params: dict[str, Any] | None = None, session: str | None = None
+            ) -> Any:
                 ident = next(counter)
                 future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 pending[ident] = future
@@ -184,7 +192,9 @@ class Chromium:
             task = asyncio.ensure_future(reader())
             try:
                 target = await command("Target.createTarget", {"url": "about:blank"})
-                attached = await command("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
+                attached = await command(
+                    "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
+                )
                 session = attached["sessionId"]
                 for domain in ("Runtime.enable", "Log.enable", "Page.enable"):
                     await command(domain, session=session)

@@ -56,7 +56,8 @@ window.addEventListener("load", async () => {
         if (done) break;
         const chunk = decoder.decode(value, {stream: true});
         text += chunk;
-        reads.push({at: Math.round(performance.now() - started), lines: chunk.split("\\n").filter(Boolean).length});
+        const lines = chunk.split("\\n").filter(Boolean).length;
+        reads.push({at: Math.round(performance.now() - started), lines});
       }
       return {status: r.status, type: r.headers.get("content-type"), reads,
               lines: text.split("\\n").filter(Boolean).map((l) => JSON.parse(l))};

@@ -33,7 +33,9 @@ def health_backend() -> Any:
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_healthz_follows_the_upstream_health_servicer(gen_dir: Path, health_backend: Any, server: str) -> None:
+def test_healthz_follows_the_upstream_health_servicer(
+    gen_dir: Path, health_backend: Any, server: str
+) -> None:
     gateway = GatewayServer(gen_dir, health_backend.port, SERVERS[server])
     try:
         with httpx.Client(base_url=gateway.url, timeout=10) as client:
@@ -51,7 +53,9 @@ def test_healthz_follows_the_upstream_health_servicer(gen_dir: Path, health_back
 
             # ?service= names the service checked.
             health_backend.set("shop.v1.ShopService", "SERVING")
-            assert client.get("/healthz", params={"service": "shop.v1.ShopService"}).json() == {"status": "SERVING"}
+            assert client.get("/healthz", params={"service": "shop.v1.ShopService"}).json() == {
+                "status": "SERVING"
+            }
             health_backend.set("shop.v1.ShopService", "NOT_SERVING")
             body = error_body(client.get("/healthz", params={"service": "shop.v1.ShopService"}), 503, 14)
             assert "shop.v1.ShopService" in body["message"]
@@ -91,7 +95,9 @@ def test_healthz_when_the_upstream_is_down_or_slow(gen_dir: Path) -> None:
         started = time.monotonic()
         error_body(httpx.get(gateway.url + "/healthz", timeout=10), 503, 14)
         assert time.monotonic() - started < 3
-        assert httpx.get(gateway.url + "/readyz", timeout=10).status_code == 200  # not the upstream's business
+        assert (
+            httpx.get(gateway.url + "/readyz", timeout=10).status_code == 200
+        )  # not the upstream's business
     finally:
         gateway.stop()
 
@@ -143,7 +149,9 @@ def test_readyz_is_503_from_the_start_of_a_shutdown(gen_dir: Path, backend: Any,
         gateway.stop()
 
 
-def test_create_app_with_health_options(gen_dir: Path, health_backend: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_create_app_with_health_options(
+    gen_dir: Path, health_backend: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """In your own app: health on when asked; `Gateway.shutdown()` turns readyz to 503; a generated route
     on the same path wins, with a warning."""
     rt = importlib.import_module("pygateway_runtime")
@@ -156,7 +164,10 @@ def test_create_app_with_health_options(gen_dir: Path, health_backend: Any, capl
         return app
 
     health_backend.set("", "SERVING")
-    with serve_app(build, health_backend.target) as server, httpx.Client(base_url=server.url, timeout=10) as c:
+    with (
+        serve_app(build, health_backend.target) as server,
+        httpx.Client(base_url=server.url, timeout=10) as c,
+    ):
         assert c.get("/healthz").json() == {"status": "SERVING"}
         assert c.get("/readyz").status_code == 200
         built[0].shutdown()
@@ -181,10 +192,12 @@ def test_create_app_with_health_options(gen_dir: Path, health_backend: Any, capl
             name="test.Own.Health",
         )
         app = shop.create_app(channel)
-        return rt.Gateway([*app.routes, route], shop.MAX_BODY_BYTES, rt.GatewayOptions(health=rt.HealthOptions()))
+        return rt.Gateway(
+            [*app.routes, route], shop.MAX_BODY_BYTES, rt.GatewayOptions(health=rt.HealthOptions())
+        )
 
-    with caplog.at_level(logging.WARNING, logger="pygateway"):
-        with serve_app(build_shadowed, health_backend.target) as server:
-            assert httpx.get(server.url + "/healthz", timeout=10).json() == {"own": True}
-            assert httpx.get(server.url + "/readyz", timeout=10).json() == {"status": "READY"}
+    shadowed = serve_app(build_shadowed, health_backend.target)
+    with caplog.at_level(logging.WARNING, logger="pygateway"), shadowed as server:
+        assert httpx.get(server.url + "/healthz", timeout=10).json() == {"own": True}
+        assert httpx.get(server.url + "/readyz", timeout=10).json() == {"status": "READY"}
     assert any("/healthz not served" in record.getMessage() for record in caplog.records)

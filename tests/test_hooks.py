@@ -32,8 +32,11 @@ def rt(gen_dir: Any) -> Any:
 
 def combined(rt: Any, options: Any) -> Callable[[grpc.aio.Channel], Any]:
     shop = importlib.import_module("shop.v1.shop_pb2_gateway_shop_service")
+    admin = importlib.import_module("shop.v1.shop_pb2_gateway_shelf_admin_service")
     feed = importlib.import_module("shop.v1.feed_pb2_gateway_feed_service")
-    return lambda channel: rt.combine(shop.create_app(channel), feed.create_app(channel), options=options)
+    return lambda channel: rt.combine(
+        shop.create_app(channel), admin.create_app(channel), feed.create_app(channel), options=options
+    )
 
 
 @pytest.fixture
@@ -87,7 +90,9 @@ def test_incoming_metadata_adds_and_maps(serve: Any, backend: Any, rt: Any) -> N
     assert backend.recorder.last("Watch").metadata_values("x-user-id") == ["u-42"]
 
 
-def test_incoming_metadata_policy_still_wins(serve: Any, backend: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_incoming_metadata_policy_still_wins(
+    serve: Any, backend: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """Metadata a hook returns that is hop-by-hop, Connection-nominated, reserved or invalid never reaches
     the backend, and each key is logged once."""
 
@@ -120,14 +125,31 @@ def test_incoming_metadata_policy_still_wins(serve: Any, backend: Any, caplog: p
             assert response.status_code == 200, response.text
     call = backend.recorder.last("GetBook")
     keys = [key for key, _ in call.metadata]
-    for key in ("connection", "upgrade", "keep-alive", "te", "transfer-encoding", "http2-settings", "x-secret"):
+    for key in (
+        "connection",
+        "upgrade",
+        "keep-alive",
+        "te",
+        "transfer-encoding",
+        "http2-settings",
+        "x-secret",
+    ):
         assert key not in keys
     assert call.metadata_values("x-forwarded-for") == ["127.0.0.1"]
     assert call.metadata_values("x-fine") == ["ok"]
     assert "x-text" not in keys and "x-text-bin" not in keys and "bad key" not in keys
     assert call.deadline_seconds is None  # grpc-timeout from a hook is not a deadline
     warnings = [r.getMessage() for r in caplog.records if "incoming_metadata hook" in r.getMessage()]
-    for key in ("connection", "upgrade", "x-secret", "grpc-status", ":authority", "host", "x-forwarded-for", "Bad Key"):
+    for key in (
+        "connection",
+        "upgrade",
+        "x-secret",
+        "grpc-status",
+        ":authority",
+        "host",
+        "x-forwarded-for",
+        "Bad Key",
+    ):
         matching = [w for w in warnings if f"{key!r}" in w]
         assert len(matching) == 1, (key, warnings)  # logged once over three requests
     assert any("Connection header" in w for w in warnings if "'x-secret'" in w)
@@ -190,7 +212,14 @@ def test_error_handlers(serve: Any, backend: Any) -> None:
     assert response.headers["allow"] == "POST"
     body = error_body(client.post(BOOKS, content=b"x=1", headers={"Content-Type": "text/plain"}), 415, 3)
     assert body["message"].startswith("routing: unsupported Content-Type")
-    assert [kind for kind, _, _ in seen] == ["upstream", "upstream", "upstream", "routing", "routing", "routing"]
+    assert [kind for kind, _, _ in seen] == [
+        "upstream",
+        "upstream",
+        "upstream",
+        "routing",
+        "routing",
+        "routing",
+    ]
     assert [status for kind, status, _ in seen if kind == "routing"] == [404, 405, 415]
 
 
@@ -207,7 +236,9 @@ def test_forward_response(serve: Any) -> None:
         elif name == "shop.v1.ShopService.EchoMetadata":
             initial = dict(response.header_metadata)
             trailing = dict(response.trailer_metadata)
-            response.headers.append((b"x-seen", f"{initial.get('x-echo-initial')}/{trailing.get('x-echo-trailer')}".encode()))
+            response.headers.append(
+                (b"x-seen", f"{initial.get('x-echo-initial')}/{trailing.get('x-echo-trailer')}".encode())
+            )
             response.headers.append((b"content-length", b"1"))  # refused: the gateway computes it
 
     client = serve(forward_response=created)

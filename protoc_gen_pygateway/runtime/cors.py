@@ -81,7 +81,11 @@ def normalize_origin(text: str) -> str:
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     port = parts.port
-    return f"{scheme}://{host}" if port is None or port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
+    return (
+        f"{scheme}://{host}"
+        if port is None or port == _DEFAULT_PORTS[scheme]
+        else f"{scheme}://{host}:{port}"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,9 @@ class CorsPolicy:
                 raise ValueError(f"CORS allow_headers: {name!r} cannot be allowed")
         exposed = tuple(name.strip().lower() for name in self.expose_headers)
         if "*" in exposed and self.allow_credentials:
-            raise ValueError("CORS expose_headers '*' is ignored by browsers with credentials: list the names")
+            raise ValueError(
+                "CORS expose_headers '*' is ignored by browsers with credentials: list the names"
+            )
         if self.max_age is not None and self.max_age < 0:
             raise ValueError("CORS max_age must be >= 0")
         object.__setattr__(self, "allow_origins", origins)
@@ -153,7 +159,9 @@ class Cors:
             else []
         )
         self.max_age = (
-            [(b"access-control-max-age", str(policy.max_age).encode("latin-1"))] if policy.max_age is not None else []
+            [(b"access-control-max-age", str(policy.max_age).encode("latin-1"))]
+            if policy.max_age is not None
+            else []
         )
 
     def allowed(self, origin: bytes | None) -> bool:
@@ -185,7 +193,9 @@ class Cors:
             extra += [*self._allow_origin(origin), *self.expose]
         await gateway._http(scope, receive, _with_headers(send, extra))
 
-    async def _preflight(self, gateway: Gateway, scope: Scope, send: Send, origin: bytes, allowed: bool) -> None:
+    async def _preflight(
+        self, gateway: Gateway, scope: Scope, send: Send, origin: bytes, allowed: bool
+    ) -> None:
         from .app import _route_path  # app imports this module
 
         vary = (b"vary", b"Origin")

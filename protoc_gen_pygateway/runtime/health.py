@@ -87,9 +87,15 @@ def _health_messages() -> tuple[Any, Any, Any]:
     )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
-    request_type = message_factory.GetMessageClass(pool.FindMessageTypeByName("grpc.health.v1.HealthCheckRequest"))
+    request_type = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.health.v1.HealthCheckRequest")
+    )
     response_desc = pool.FindMessageTypeByName("grpc.health.v1.HealthCheckResponse")
-    return request_type, message_factory.GetMessageClass(response_desc), response_desc.enum_types_by_name["ServingStatus"]
+    return (
+        request_type,
+        message_factory.GetMessageClass(response_desc),
+        response_desc.enum_types_by_name["ServingStatus"],
+    )
 
 
 _REQUEST, _RESPONSE, _STATUS_ENUM = _health_messages()
@@ -117,12 +123,14 @@ class Health:
             if path is None:
                 continue
             found = gateway.resolve("GET", path)
-            if not isinstance(found, list) or found:
-                route = found[0] if not isinstance(found, list) else None
-                owner = f"{route.method} {route.template} of {route.name}" if route else f"{', '.join(found)}"
-                logger.warning("health endpoint %s not served: the generated route %s matches it", path, owner)
-                continue
-            served[path] = handler
+            if isinstance(found, list):
+                if not found:
+                    served[path] = handler
+                    continue
+                owner = f"for {', '.join(found)}"
+            else:
+                owner = f"{found[0].method} {found[0].template} of {found[0].name}"
+            logger.warning("health endpoint %s not served: the generated route %s matches it", path, owner)
         return served
 
     async def healthz(self, request: Request) -> None:
@@ -130,10 +138,14 @@ class Health:
             return
         service = _service(request)
         if service is None:
-            await request.send_error(400, code_pb2.INVALID_ARGUMENT, "health check: the only parameter is service")
+            await request.send_error(
+                400, code_pb2.INVALID_ARGUMENT, "health check: the only parameter is service"
+            )
             return
         if self.check is None:
-            await request.send_error(503, code_pb2.UNAVAILABLE, "health check: the gateway has no upstream channel")
+            await request.send_error(
+                503, code_pb2.UNAVAILABLE, "health check: the gateway has no upstream channel"
+            )
             return
         try:
             reply = await self.check(_REQUEST(service=service), timeout=self.options.timeout)
@@ -158,7 +170,7 @@ class Health:
         if not await _get_only(request):
             return
         gateway = request.gateway
-        if gateway.shutting_down or getattr(gateway, "draining", False):
+        if gateway.shutting_down or gateway.draining:
             await request.send_error(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT, (), [_NO_STORE])
             return
         await _ok(request, b'{"status":"READY"}')

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from google.protobuf import message
 
     from .asgi import Metadata
+    from .errors import HttpError
     from .options import GatewayOptions, HeaderPolicy
     from .request import Request
 
@@ -84,9 +85,9 @@ IncomingMetadataHook = Callable[["Request", "Metadata"], "Metadata | Awaitable[M
 OutgoingMatcher = Callable[[str], "str | None"]
 #: `error_handler(request, reply)` for upstream errors, `routing_error_handler(request, reply)` for the
 #: gateway's 404/405/415: change `reply` in place and return None, or return another ErrorReply.
-ErrorHook = Callable[["Request", ErrorReply], "ErrorReply | None | Awaitable[ErrorReply | None]"]
+ErrorHook = Callable[["Request", ErrorReply], "ErrorReply | Awaitable[ErrorReply | None] | None"]
 #: `forward_response(request, response)`: change `response.status`/`response.headers` in place.
-ForwardResponseHook = Callable[["Request", ForwardResponse], "None | Awaitable[None]"]
+ForwardResponseHook = Callable[["Request", ForwardResponse], "Awaitable[None] | None"]
 
 #: Statuses `routing_error_handler` sees: no route, wrong method, unsupported media type.
 ROUTING_STATUSES = frozenset({404, 405, 415})
@@ -146,6 +147,7 @@ class Hooks:
         "incoming_metadata",
         "outgoing_header",
         "outgoing_trailer",
+        "renames",
         "routing_error_handler",
     )
 
@@ -156,6 +158,8 @@ class Hooks:
         self.error_handler = options.error_handler
         self.routing_error_handler = options.routing_error_handler
         self.forward_response = options.forward_response
+        #: Whether an outgoing matcher is set (else response_metadata_headers applies as it is).
+        self.renames = self.outgoing_header is not None or self.outgoing_trailer is not None
         self._header_names: dict[str, bytes | None] = {}
         self._trailer_names: dict[str, bytes | None] = {}
 
@@ -234,7 +238,9 @@ class Hooks:
         if name is not None:
             lowered = name.lower()
             if not isinstance(name, str) or not _TOKEN.match(name):
-                _warn_once(f"out:{key!r}", f"outgoing matcher: header name {name!r} for {key!r} is not a token")
+                _warn_once(
+                    f"out:{key!r}", f"outgoing matcher: header name {name!r} for {key!r} is not a token"
+                )
             elif lowered in _NEVER_SENT or lowered in policy.forbidden or lowered == "content-type":
                 _warn_once(f"out:{key!r}", f"outgoing matcher: header {name!r} for {key!r} is never sent")
             else:
@@ -243,16 +249,84 @@ class Hooks:
             cache[key] = result
         return result
 
+    def headers(
+        self,
+        policy: HeaderPolicy,
+        initial: Iterable[tuple[str, str | bytes]],
+        trailing: Iterable[tuple[str, str | bytes]],
+    ) -> list[tuple[bytes, bytes]]:
+        """Response headers of the call's metadata: the matchers' names, else the generated defaults."""
+        if self.renames:
+            return self.outgoing(policy, initial, trailing)
+        from .metadata import response_metadata_headers
+
+        return response_metadata_headers(policy, initial, trailing)
+
     # ---------------------------------------------------------------------------------------- replies
 
     async def error(self, request: Request, reply: ErrorReply, routing: bool) -> ErrorReply:
+        """`reply` as the error handler leaves or replaces it (a failing handler is logged, and `reply`
+        goes out as the gateway built it)."""
         hook = self.routing_error_handler if routing else self.error_handler
         if hook is None:
             return reply
-        returned = await _maybe_await(hook(request, reply))
+        original = ErrorReply(**{name: getattr(reply, name) for name in reply.__dataclass_fields__})
+        original.headers = list(reply.headers)
+        try:
+            returned = await _maybe_await(hook(request, reply))
+        except Exception:
+            logger.exception(
+                "%s failed; the gateway's own error is sent",
+                "routing_error_handler" if routing else "error_handler",
+            )
+            return original
         result = reply if returned is None else returned
+        if not isinstance(result, ErrorReply) or not (
+            isinstance(result.status, int) and 200 <= result.status <= 599
+        ):
+            _warn_once(
+                "error-reply",
+                "error handler returned no ErrorReply with a status 200-599; the gateway's own sent",
+            )
+            return original
         result.headers = _safe_headers(result.headers, "error handler")
         return result
+
+    async def routing_error(self, request: Request, err: HttpError) -> None:
+        """A 404/405/415 through `routing_error_handler` (when set), then sent."""
+        reply = ErrorReply(err.status, err.code, err.message, [], list(err.headers))
+        await send_reply(request, await self.error(request, reply, routing=True))
+
+    async def upstream_error(self, request: Request, reply: ErrorReply) -> None:
+        """An upstream error answered as a whole response, through `error_handler`, then sent."""
+        await send_reply(request, await self.error(request, reply, routing=False))
+
+    async def send_reply_message(
+        self,
+        request: Request,
+        policy: HeaderPolicy,
+        reply: message.Message,
+        encode: Callable[[Any], bytes],
+        initial: Any,
+        trailing: Any,
+    ) -> None:
+        """A unary (or client-streaming) reply with the outgoing matchers and `forward_response`."""
+        from .asgi import _JSON
+        from .errors import _pairs
+
+        initial_pairs, trailing_pairs = _pairs(initial), _pairs(trailing)
+        headers = [_JSON, *self.headers(policy, initial_pairs, trailing_pairs)]
+        status = 200
+        if self.forward_response is not None:
+            response = ForwardResponse(reply, 200, headers, initial_pairs, trailing_pairs)
+            await self.forward(request, response)
+            status, headers = response.status, response.headers
+        if status in (204, 304):  # no body, and no Content-Length either (RFC 9110 §8.6)
+            request.started = True
+            await request.send({"type": "http.response.start", "status": status, "headers": headers})
+            await request.send({"type": "http.response.body", "body": b""})
+            return
+        await request.send_response(status, encode(reply), headers)
 
     async def forward(self, request: Request, response: ForwardResponse) -> None:
         hook = self.forward_response
@@ -260,9 +334,21 @@ class Hooks:
             return
         await _maybe_await(hook(request, response))
         if not (isinstance(response.status, int) and 200 <= response.status <= 599):
-            _warn_once("status", f"forward_response hook: status {response.status!r} is not 200-599; 200 sent")
+            _warn_once(
+                "status", f"forward_response hook: status {response.status!r} is not 200-599; 200 sent"
+            )
             response.status = 200
         response.headers = _safe_headers(response.headers, "forward_response hook")
+
+
+async def send_reply(request: Request, reply: ErrorReply) -> None:
+    """Send an ErrorReply: its body as given, else the google.rpc.Status JSON of its fields."""
+    if reply.body is None:
+        await request.send_error(reply.status, reply.code, reply.message, reply.details, extra=reply.headers)
+    elif not request.started:
+        await request.send_response(
+            reply.status, reply.body, [(b"content-type", reply.content_type), *reply.headers]
+        )
 
 
 def _encoded_value(value: str | bytes) -> bytes | None:
@@ -300,7 +386,9 @@ def _safe_headers(headers: Sequence[Any], who: str) -> list[tuple[bytes, bytes]]
         if not _TOKEN.match(text) or not _HEADER_VALUE.match(raw_value):
             _warn_once(f"hdr:{text!r}", f"{who}: malformed header {text!r} dropped")
         elif text in _NEVER_SENT:
-            _warn_once(f"hdr:{text!r}", f"{who}: header {text!r} dropped: hop-by-hop or computed by the gateway")
+            _warn_once(
+                f"hdr:{text!r}", f"{who}: header {text!r} dropped: hop-by-hop or computed by the gateway"
+            )
         else:
             result.append((text.encode("latin-1"), raw_value))
     return result

@@ -7,7 +7,12 @@ from collections.abc import (
     Mapping,
 )
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .cors import CorsPolicy
+    from .health import HealthOptions
+    from .hooks import ErrorHook, ForwardResponseHook, IncomingMetadataHook, OutgoingMatcher
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,27 @@ class GatewayOptions:
     #: "close": accept, send the `{"error": Status}` message and close with 4000 + the gRPC code — for
     #: servers that add `Upgrade`/`Connection: upgrade` headers to HTTP refusals (granian does).
     websocket_refusal: Literal["http", "close"] = "http"
+
+    # Hooks, CORS, health (docs/operations.md; pygateway_runtime/hooks.py, cors.py, health.py). All off by
+    # default: a gateway without them runs none of their code.
+    #: `(request, metadata) -> metadata` (may be async) before every upstream call: add or map metadata.
+    #: What it returns is filtered by the generated header policy again (dropped keys are logged once).
+    incoming_metadata: IncomingMetadataHook | None = None
+    #: `(key) -> header name | None`: the response header of header metadata `key` (default
+    #: `Grpc-Metadata-<key>`); None drops it.
+    outgoing_header: OutgoingMatcher | None = None
+    #: `(key) -> header name | None`: the same for trailer metadata (default `Grpc-Trailer-<key>`).
+    outgoing_trailer: OutgoingMatcher | None = None
+    #: `(request, ErrorReply) -> ErrorReply | None` (may be async): upstream errors answered as a response.
+    error_handler: ErrorHook | None = None
+    #: `(request, ErrorReply) -> ErrorReply | None` (may be async): the gateway's own 404, 405 and 415.
+    routing_error_handler: ErrorHook | None = None
+    #: `(request, ForwardResponse) -> None` (may be async): status and headers of successful replies.
+    forward_response: ForwardResponseHook | None = None
+    #: Cross-origin browser access (preflights, Access-Control-Allow-Origin); None: no CORS headers.
+    cors: CorsPolicy | None = None
+    #: `GET /healthz` (upstream grpc.health.v1 check) and `GET /readyz`; None: not served.
+    health: HealthOptions | None = None
 
 
 @dataclass(frozen=True)

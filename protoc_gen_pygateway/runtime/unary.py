@@ -34,11 +34,17 @@ async def unary_call(
 ) -> None:
     """Forward one request message, answer with the JSON of the reply (or the gRPC error)."""
     metadata, timeout = request_metadata(request, policy)
+    hooks = request.gateway.hooks
+    if hooks is not None:
+        metadata = await hooks.incoming(request, policy, metadata)
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     try:
         reply, initial, trailing = await _watch_disconnect(request, call)
     except grpc.aio.AioRpcError as err:
         await request.send_rpc_error(err, policy, None)
+        return
+    if hooks is not None:
+        await hooks.send_reply_message(request, policy, reply, encode, initial, trailing)
         return
     headers = [_JSON, *response_metadata_headers(policy, initial, trailing)]
     await request.send_response(200, encode(reply), headers)

@@ -62,6 +62,8 @@ async def websocket_call(
         return
     try:
         metadata, timeout = request_metadata(request, policy)
+        if request.gateway.hooks is not None:
+            metadata = await request.gateway.hooks.incoming(request, policy, metadata)
     except HttpError as err:
         await _refuse(request, err.status, err.code, err.message)
         return
