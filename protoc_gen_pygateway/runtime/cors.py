@@ -158,6 +158,8 @@ class Cors:
             if policy.expose_headers
             else []
         )
+        #: Origin -> the headers its actual requests get (built once per allowed origin).
+        self._extras: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self.max_age = (
             [(b"access-control-max-age", str(policy.max_age).encode("latin-1"))]
             if policy.max_age is not None
@@ -182,15 +184,17 @@ class Cors:
     async def http(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
         origin = _header(scope, b"origin")
         if origin is None:
-            await gateway._http(scope, receive, _with_headers(send, [(b"vary", b"Origin")]))
+            await gateway._http(scope, receive, _with_headers(send, _VARY))
             return
         allowed = self.allowed(origin)
         if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method") is not None:
             await self._preflight(gateway, scope, send, origin, allowed)
             return
-        extra = [(b"vary", b"Origin")]
-        if allowed:
-            extra += [*self._allow_origin(origin), *self.expose]
+        extra = self._extras.get(origin) if allowed else _VARY
+        if extra is None:  # first request from this (listed, or any with `*`) origin
+            extra = [*_VARY, *self._allow_origin(origin), *self.expose]
+            if len(self._extras) < 1024:
+                self._extras[origin] = extra
         await gateway._http(scope, receive, _with_headers(send, extra))
 
     async def _preflight(
@@ -253,22 +257,24 @@ def _path_routes(gateway: Gateway, path: str) -> tuple[set[str], list[HeaderPoli
     return methods, policies
 
 
+#: What every response gets with CORS on (first in every `extra` list below).
+_VARY = [(b"vary", b"Origin")]
+
+
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    """`send` adding `extra` to the response's headers (a `Vary` already there is extended)."""
+    """`send` adding `extra` (`Vary: Origin` first) to the response's headers (a `Vary` already there
+    is extended)."""
 
     async def sending(event: Event) -> None:
         if event["type"] == "http.response.start":
             headers = list(event.get("headers", ()))
-            for name, value in extra:
-                if name == b"vary":
-                    for index, (key, present) in enumerate(headers):
-                        if key.lower() == b"vary":
-                            headers[index] = (key, bytes(present) + b", " + value)
-                            break
-                    else:
-                        headers.append((name, value))
-                else:
-                    headers.append((name, value))
+            for index, (key, present) in enumerate(headers):
+                if key.lower() == b"vary":  # set by a hook: extended, not doubled
+                    headers[index] = (key, bytes(present) + b", Origin")
+                    headers += extra[1:]
+                    break
+            else:
+                headers += extra
             event = {**event, "headers": headers}
         await send(event)
 

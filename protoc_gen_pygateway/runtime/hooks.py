@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .asgi import logger
-from .metadata import _PRINTABLE, _VALID_KEY
+from .asgi import _JSON, logger
+from .errors import _pairs
+from .metadata import _PRINTABLE, _VALID_KEY, response_metadata_headers
 
 if TYPE_CHECKING:
     import grpc.aio
@@ -149,6 +150,7 @@ class Hooks:
         "outgoing_trailer",
         "renames",
         "routing_error_handler",
+        "shapes_replies",
     )
 
     def __init__(self, options: GatewayOptions) -> None:
@@ -160,6 +162,8 @@ class Hooks:
         self.forward_response = options.forward_response
         #: Whether an outgoing matcher is set (else response_metadata_headers applies as it is).
         self.renames = self.outgoing_header is not None or self.outgoing_trailer is not None
+        #: Whether successful replies go through `send_reply_message` (matchers or forward_response set).
+        self.shapes_replies = self.renames or self.forward_response is not None
         self._header_names: dict[str, bytes | None] = {}
         self._trailer_names: dict[str, bytes | None] = {}
 
@@ -183,17 +187,19 @@ class Hooks:
         hook = self.incoming_metadata
         if hook is None:
             return metadata
-        own = set(metadata)  # what the gateway derived itself (x-forwarded-*, ...) passes as it is
         returned = await _maybe_await(hook(request, list(metadata)))
         if returned is None:
             return metadata
-        named = _connection_named(request)
+        own = set(metadata)  # what the gateway derived itself (x-forwarded-*, ...) passes as it is
+        named: set[str] | None = None
         result: Metadata = []
         for pair in returned:
-            key, value = pair
             if pair in own:
                 result.append(pair)
                 continue
+            key, value = pair
+            if named is None:
+                named = _connection_named(request)
             reason = _refusal(key, value, policy, named)
             if reason is None:
                 result.append((key, value))
@@ -258,8 +264,6 @@ class Hooks:
         """Response headers of the call's metadata: the matchers' names, else the generated defaults."""
         if self.renames:
             return self.outgoing(policy, initial, trailing)
-        from .metadata import response_metadata_headers
-
         return response_metadata_headers(policy, initial, trailing)
 
     # ---------------------------------------------------------------------------------------- replies
@@ -289,7 +293,7 @@ class Hooks:
                 "error handler returned no ErrorReply with a status 200-599; the gateway's own sent",
             )
             return original
-        result.headers = _safe_headers(result.headers, "error handler")
+        result.headers = _safe_headers(result.headers, "error handler", original.headers)
         return result
 
     async def routing_error(self, request: Request, err: HttpError) -> None:
@@ -311,9 +315,6 @@ class Hooks:
         trailing: Any,
     ) -> None:
         """A unary (or client-streaming) reply with the outgoing matchers and `forward_response`."""
-        from .asgi import _JSON
-        from .errors import _pairs
-
         initial_pairs, trailing_pairs = _pairs(initial), _pairs(trailing)
         headers = [_JSON, *self.headers(policy, initial_pairs, trailing_pairs)]
         status = 200
@@ -332,13 +333,14 @@ class Hooks:
         hook = self.forward_response
         if hook is None:
             return
+        before = list(response.headers)
         await _maybe_await(hook(request, response))
         if not (isinstance(response.status, int) and 200 <= response.status <= 599):
             _warn_once(
                 "status", f"forward_response hook: status {response.status!r} is not 200-599; 200 sent"
             )
             response.status = 200
-        response.headers = _safe_headers(response.headers, "forward_response hook")
+        response.headers = _safe_headers(response.headers, "forward_response hook", before)
 
 
 async def send_reply(request: Request, reply: ErrorReply) -> None:
@@ -376,10 +378,18 @@ def _refusal(key: Any, value: Any, policy: HeaderPolicy, named: set[str]) -> str
     return None
 
 
-def _safe_headers(headers: Sequence[Any], who: str) -> list[tuple[bytes, bytes]]:
-    """Response headers a hook set, without hop-by-hop names, Content-Length or malformed fields."""
+def _safe_headers(
+    headers: Sequence[Any], who: str, gateway_set: Sequence[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """Response headers after a hook: those the gateway set (`gateway_set`) as they are, the hook's own
+    without hop-by-hop names, Content-Length or malformed fields."""
+    trusted = set(gateway_set)
     result: list[tuple[bytes, bytes]] = []
-    for name, value in headers:
+    for item in headers:
+        if item in trusted:
+            result.append(item)
+            continue
+        name, value = item
         raw_name = name.encode("latin-1") if isinstance(name, str) else bytes(name)
         raw_value = value.encode("latin-1") if isinstance(value, str) else bytes(value)
         text = raw_name.decode("latin-1").lower()

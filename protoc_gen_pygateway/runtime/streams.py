@@ -291,8 +291,9 @@ async def server_stream_call(
 ) -> None:
     """A server-streaming call: one request message, the reply stream relayed as NDJSON or SSE."""
     metadata, timeout = request_metadata(request, policy)
-    if request.gateway.hooks is not None:
-        metadata = await request.gateway.hooks.incoming(request, policy, metadata)
+    hooks = request.gateway.hooks
+    if hooks is not None and hooks.incoming_metadata is not None:
+        metadata = await hooks.incoming(request, policy, metadata)
     if await _refuse_while_shutting_down(request):
         return
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
@@ -422,8 +423,9 @@ async def client_stream_call(
 
     `chunked`: the body is raw bytes (google.api.HttpBody), sent as messages of at most RAW_CHUNK_BYTES."""
     metadata, timeout = request_metadata(request, policy)
-    if request.gateway.hooks is not None:
-        metadata = await request.gateway.hooks.incoming(request, policy, metadata)
+    hooks = request.gateway.hooks
+    if hooks is not None and hooks.incoming_metadata is not None:
+        metadata = await hooks.incoming(request, policy, metadata)
     if server_streaming and await _refuse_while_shutting_down(request):
         return
     if request.gateway.shutting_down:
@@ -456,10 +458,8 @@ async def client_stream_call(
                 if stop.fired and not pump.disconnected:
                     raise HttpError(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT) from None
                 raise
-            if request.gateway.hooks is not None:
-                await request.gateway.hooks.send_reply_message(
-                    request, policy, reply, encode_reply, initial, trailing
-                )
+            if hooks is not None and hooks.shapes_replies:
+                await hooks.send_reply_message(request, policy, reply, encode_reply, initial, trailing)
                 return
             headers = [_JSON, *response_metadata_headers(policy, initial or (), trailing or ())]
             await request.send_response(200, encode_reply(reply), headers)

@@ -35,7 +35,7 @@ async def unary_call(
     """Forward one request message, answer with the JSON of the reply (or the gRPC error)."""
     metadata, timeout = request_metadata(request, policy)
     hooks = request.gateway.hooks
-    if hooks is not None:
+    if hooks is not None and hooks.incoming_metadata is not None:
         metadata = await hooks.incoming(request, policy, metadata)
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     try:
@@ -43,7 +43,7 @@ async def unary_call(
     except grpc.aio.AioRpcError as err:
         await request.send_rpc_error(err, policy, None)
         return
-    if hooks is not None:
+    if hooks is not None and hooks.shapes_replies:
         await hooks.send_reply_message(request, policy, reply, encode, initial, trailing)
         return
     headers = [_JSON, *response_metadata_headers(policy, initial, trailing)]

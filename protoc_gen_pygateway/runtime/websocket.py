@@ -62,8 +62,9 @@ async def websocket_call(
         return
     try:
         metadata, timeout = request_metadata(request, policy)
-        if request.gateway.hooks is not None:
-            metadata = await request.gateway.hooks.incoming(request, policy, metadata)
+        hooks = request.gateway.hooks
+        if hooks is not None and hooks.incoming_metadata is not None:
+            metadata = await hooks.incoming(request, policy, metadata)
     except HttpError as err:
         await _refuse(request, err.status, err.code, err.message)
         return
