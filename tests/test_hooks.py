@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from tests.e2e_support import error_body
 from tests.ops_support import serve_app
@@ -88,6 +90,22 @@ def test_incoming_metadata_adds_and_maps(serve: Any, backend: Any, rt: Any) -> N
         assert stream.status_code == 200
         stream.read()
     assert backend.recorder.last("Watch").metadata_values("x-user-id") == ["u-42"]
+    upload = client.post(
+        "/v1/uploads",
+        content=b'{"name":"a","data":"x"}\n',
+        headers={"Authorization": "Bearer good", "Content-Type": "application/x-ndjson"},
+    )
+    assert upload.status_code == 200, upload.text
+    assert backend.recorder.last("Upload").metadata_values("x-user-id") == ["u-42"]
+    # WebSocket too (the hook's HttpError refuses the handshake).
+    ws_url = str(client.base_url).replace("http://", "ws://") + WATCH + "?count=1"
+    with connect(ws_url, additional_headers={"Authorization": "Bearer good"}, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["result"]["seq"] == "0"
+    assert backend.recorder.last("Watch").metadata_values("x-user-id") == ["u-42"]
+    bad = {"Authorization": "Bearer bad"}
+    with pytest.raises(InvalidStatus) as refused, connect(ws_url, additional_headers=bad, open_timeout=10):
+        pass
+    assert refused.value.response.status_code == 401
 
 
 def test_incoming_metadata_policy_still_wins(
@@ -171,6 +189,20 @@ def test_outgoing_header_and_trailer_matchers(serve: Any) -> None:
     assert "grpc-trailer-x-echo-trailer" not in response.headers
     assert "grpc-trailer-x-echo-bin" not in response.headers
     assert "close" not in response.headers.get("connection", "")  # the matcher's 'connection' was refused
+    # Streams: header metadata renamed; a trailer the matcher drops is also left out of the final event.
+    with client.stream("GET", WATCH, params={"count": 1}, headers={"Accept": "text/event-stream"}) as stream:
+        assert stream.status_code == 200
+        assert "grpc-metadata-x-feed-initial" not in stream.headers
+        text = stream.read().decode()
+    assert "event: end" in text and '{"trailers":{}}' in text, text
+
+
+def test_outgoing_matchers_keep_stream_trailers_they_name(serve: Any) -> None:
+    client = serve(outgoing_header=lambda key: "x-feed" if key == "x-feed-initial" else None)
+    with client.stream("GET", WATCH, params={"count": 1}, headers={"Accept": "text/event-stream"}) as stream:
+        assert stream.headers["x-feed"] == "yes"
+        text = stream.read().decode()
+    assert '{"trailers":{"x-feed-trailer":"done"}}' in text, text
 
 
 def test_error_handlers(serve: Any, backend: Any) -> None:
@@ -231,6 +263,8 @@ def test_forward_response(serve: Any) -> None:
             response.headers.append((b"location", f"/v1/{response.message.name}".encode()))
         elif name == "shop.v1.ShopService.DeleteBook":
             response.status = 204
+        elif name == "shop.v1.FeedService.Upload":  # client streaming: one reply
+            response.headers.append((b"x-chunks", str(response.message.chunks).encode()))
         elif name == "shop.v1.FeedService.Watch":
             response.headers.append((b"x-first-seq", str(response.message.seq).encode()))
         elif name == "shop.v1.ShopService.EchoMetadata":
@@ -255,6 +289,12 @@ def test_forward_response(serve: Any) -> None:
         assert stream.status_code == 200
         assert stream.headers["x-first-seq"] == "0"
         assert len([line for line in stream.iter_lines() if line]) == 2
+    upload = client.post(
+        "/v1/uploads",
+        content=b'{"name":"a"}\n{"name":"b"}\n',
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert upload.status_code == 200 and upload.headers["x-chunks"] == "2"
     assert client.get(BOOK).status_code == 200  # other routes untouched
 
 
