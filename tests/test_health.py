@@ -201,3 +201,48 @@ def test_create_app_with_health_options(
         assert httpx.get(server.url + "/healthz", timeout=10).json() == {"own": True}
         assert httpx.get(server.url + "/readyz", timeout=10).json() == {"status": "READY"}
     assert any("/healthz not served" in record.getMessage() for record in caplog.records)
+
+
+PROBE_PROTO = """
+syntax = "proto3";
+package probe.v1;
+import "google/api/annotations.proto";
+import "google/protobuf/empty.proto";
+service Probe {
+  rpc Health(google.protobuf.Empty) returns (google.protobuf.Empty) {
+    option (google.api.http) = {get: "/healthz"};
+  }
+}
+"""
+
+
+def test_a_generated_route_on_healthz_wins(
+    gen_dir: Path, health_backend: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service binding GET /healthz itself: its route is served (here: the upstream has no such method,
+    so its 501), not the health endpoint, and building the app warns about it."""
+    import sys
+
+    from tests.protoc_support import generate_tree
+
+    protos = tmp_path / "protos"
+    (protos / "probe" / "v1").mkdir(parents=True)
+    (protos / "probe" / "v1" / "probe.proto").write_text(PROBE_PROTO)
+    out = tmp_path / "gen"
+    generate_tree(out, ["probe/v1/probe.proto"], include=protos)
+    sys.path.append(str(out))  # after gen_dir: the one pygateway_runtime (same version) stays in use
+    try:
+        rt = importlib.import_module("pygateway_runtime")
+        probe = importlib.import_module("probe.v1.probe_pb2_gateway_probe")
+        with caplog.at_level(logging.WARNING, logger="pygateway"):
+            build = lambda channel: probe.create_app(channel, rt.GatewayOptions(health=rt.HealthOptions()))  # noqa: E731
+            with serve_app(build, health_backend.target) as server:
+                error_body(httpx.get(server.url + "/healthz", timeout=10), 501, 12)
+                assert httpx.get(server.url + "/readyz", timeout=10).json() == {"status": "READY"}
+        warnings = [r.getMessage() for r in caplog.records if "not served" in r.getMessage()]
+        assert warnings == [
+            "health endpoint /healthz not served: the generated route GET /healthz of "
+            "probe.v1.Probe.Health matches it"
+        ]
+    finally:
+        sys.path.remove(str(out))
