@@ -92,8 +92,9 @@ class HealthBackend:
     """A grpc.aio server on its own thread serving only grpc.health.v1.Health (grpcio-health-checking's
     servicer, or `servicer` when given), statuses settable from the test thread."""
 
-    def __init__(self, servicer: Any = None) -> None:
+    def __init__(self, servicer: Any = None, health: bool = True) -> None:
         self.servicer_override = servicer
+        self.health = health
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.servicer: Any = None
@@ -112,7 +113,8 @@ class HealthBackend:
         self._stop = asyncio.Event()
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         self.servicer = self.servicer_override or health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.servicer, server)
+        if self.health:  # else a gRPC server without any service (every method UNIMPLEMENTED)
+            health_pb2_grpc.add_HealthServicer_to_server(self.servicer, server)
         self.port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         self._ready.set()

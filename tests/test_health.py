@@ -72,9 +72,23 @@ def test_healthz_follows_the_upstream_health_servicer(
         gateway.stop()
 
 
-def test_healthz_without_the_health_service(gen_dir: Path, backend: Any) -> None:
-    """The demo backend has no grpc.health.v1.Health: 503 UNIMPLEMENTED by default, saying so;
+def test_demo_backend_serves_health(gen_dir: Path, gateway: GatewayServer) -> None:
+    """The demo backend registers grpcio-health-checking's servicer (every service SERVING)."""
+    assert httpx.get(gateway.url + "/healthz", timeout=10).json() == {"status": "SERVING"}
+    answer = httpx.get(gateway.url + "/healthz", params={"service": "shop.v1.FeedService"}, timeout=10)
+    assert answer.json() == {"status": "SERVING"}
+
+
+@pytest.fixture(scope="module")
+def bare_backend() -> Any:
+    with HealthBackend(health=False) as backend:
+        yield backend
+
+
+def test_healthz_without_the_health_service(gen_dir: Path, bare_backend: Any) -> None:
+    """An upstream without grpc.health.v1.Health: 503 UNIMPLEMENTED by default, saying so;
     `--health-unimplemented serving` answers 200 instead (the upstream did answer)."""
+    backend = bare_backend
     gateway = GatewayServer(gen_dir, backend.port)
     try:
         body = error_body(httpx.get(gateway.url + "/healthz", timeout=10), 503, 12)
