@@ -25,7 +25,6 @@ from .asgi import Event, Handler, Metadata, Receive, Scope, Send
 from .cors import CorsPolicy
 from .errors import HTTP_STATUS, ClientDisconnectedError, HttpError, bad_request, error_body
 from .fieldmask import body_field_mask
-from .httpbody import check_raw_body, fill_http_body, http_body_call, http_body_stream_call
 from .health import HealthOptions
 from .hooks import (
     ErrorHook,
@@ -35,6 +34,7 @@ from .hooks import (
     IncomingMetadataHook,
     OutgoingMatcher,
 )
+from .httpbody import check_raw_body, fill_http_body, http_body_call, http_body_stream_call
 from .jsonfast import (
     FastDecoder,
     enum_names,
