@@ -150,6 +150,39 @@ async def measure(port: int, with_metrics: bool = False) -> list[tuple[str, floa
 
     if with_metrics:
         rows += await metrics_rows(gw, channel, post)
+    # The same GET with the operating features on (docs/operations.md): CORS for an allowed origin, and
+    # no-op hooks (what their checks and calls cost, not what a real hook does).
+    rt = importlib.import_module("pygateway_runtime")
+    cors_app = gw.create_app(
+        channel, rt.GatewayOptions(cors=rt.CorsPolicy(allow_origins=["http://app.test"]))
+    )
+
+    def no_op(request: Any, value: Any) -> Any:
+        return value if isinstance(value, list) else None
+
+    hooks_app = gw.create_app(
+        channel, rt.GatewayOptions(incoming_metadata=no_op, forward_response=no_op, error_handler=no_op)
+    )
+    get_origin = scope("GET", "/v1/echo/abc", [(b"host", b"gw"), (b"origin", b"http://app.test")])
+    for name, variant in (
+        ("app: unary GET, CORS on (allowed Origin)", cors_app),
+        ("app: unary GET, no-op incoming/forward/error hooks", hooks_app),
+    ):
+        seen: list[int] = []
+        get_event = {"type": "http.request", "body": b"", "more_body": False}
+
+        async def receive_get() -> dict[str, Any]:
+            return get_event
+
+        async def send_get(message: dict[str, Any], seen: list[int] = seen) -> None:
+            if message["type"] == "http.response.start":
+                seen.append(message["status"])
+
+        async def one_get(variant: Any = variant) -> None:
+            await variant(dict(get_origin), receive_get, send_get)
+
+        rows.append((name, await per_call(CALLERS, CALLS, one_get)))
+        assert set(seen) == {200}, seen
 
     start = time.process_time()
     call = stream(bench_pb2.StreamRequest(count=STREAM))
@@ -179,7 +212,6 @@ async def measure(port: int, with_metrics: bool = False) -> list[tuple[str, floa
     done.set()
     assert lines == STREAM, lines
 
-    rt = importlib.import_module("pygateway_runtime")
     req = rt.Request(post, None, None, app)
     reply = bench_pb2.EchoResponse(id="abc", message="hello", num=42, tags=["a", "b"], labels={"k": "v"})
     pieces = {

@@ -593,6 +593,7 @@ async def start_backend(
     add_shop(ShopServicer(store, recorder), server)  # type: ignore[no-untyped-call, unused-ignore]
     add_admin(ShelfAdminServicer(store, recorder), server)  # type: ignore[no-untyped-call, unused-ignore]
     add_feed_service(server, recorder)
+    await _add_health_service(server)
     if tls is None:
         bound = server.add_insecure_port(f"{host}:{port}")
     else:
@@ -601,6 +602,19 @@ async def start_backend(
         raise RuntimeError(f"could not bind {host}:{port}")
     await server.start()
     return server, bound, recorder
+
+
+async def _add_health_service(server: grpc.aio.Server) -> None:
+    """grpc.health.v1.Health, every service SERVING, when grpcio-health-checking (a dev extra) is installed:
+    what the gateway's `GET /healthz` asks (docs/operations.md)."""
+    try:
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    except ImportError:  # not installed: the backend has no health service (the gateway's /healthz is 503)
+        return
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ("", "shop.v1.ShopService", "shop.v1.ShelfAdminService", "shop.v1.FeedService"):
+        await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
 
 class BackgroundBackend:

@@ -22,8 +22,18 @@ from __future__ import annotations
 
 from .app import Gateway, combine
 from .asgi import Event, Handler, Metadata, Receive, Scope, Send
+from .cors import CorsPolicy
 from .errors import HTTP_STATUS, ClientDisconnectedError, HttpError, bad_request, error_body
 from .fieldmask import body_field_mask
+from .health import HealthOptions
+from .hooks import (
+    ErrorHook,
+    ErrorReply,
+    ForwardResponse,
+    ForwardResponseHook,
+    IncomingMetadataHook,
+    OutgoingMatcher,
+)
 from .httpbody import check_raw_body, fill_http_body, http_body_call, http_body_stream_call
 from .jsonfast import (
     FastDecoder,
@@ -83,15 +93,23 @@ __all__ = [
     "SINGLE",
     "Capture",
     "ClientDisconnectedError",
+    "CorsPolicy",
+    "ErrorHook",
+    "ErrorReply",
     "Event",
     "FastDecoder",
+    "ForwardResponse",
+    "ForwardResponseHook",
     "Gateway",
     "GatewayOptions",
     "Handler",
     "HeaderPolicy",
+    "HealthOptions",
     "HttpError",
+    "IncomingMetadataHook",
     "JsonStyle",
     "Metadata",
+    "OutgoingMatcher",
     "Receive",
     "Request",
     "Route",

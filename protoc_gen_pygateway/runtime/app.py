@@ -15,7 +15,10 @@ import grpc.aio
 from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from .asgi import logger
+from .cors import Cors
 from .errors import ClientDisconnectedError, HttpError
+from .health import Health
+from .hooks import ROUTING_STATUSES, Hooks
 from .lifecycle import _SHUTDOWN_TEXT
 from .observe import Exchange, Observers, request_id_of
 from .options import GatewayOptions
@@ -24,9 +27,9 @@ from .routing import LITERAL, _index_by_first_literal, _split_path
 from .websocket import _refuse
 
 if TYPE_CHECKING:
-    from .asgi import Receive, Scope, Send
+    from .asgi import Handler, Receive, Scope, Send
     from .lifecycle import _Stop
-    from .options import GatewayOptions
+    from .options import GatewayOptions, HeaderPolicy
     from .routing import Route
 
 
@@ -34,11 +37,18 @@ class Gateway:
     """The ASGI app: one routing loop over every route, 404/405 from what matched partially."""
 
     def __init__(
-        self, routes: Iterable[Route], max_body_bytes: int, options: GatewayOptions | None = None
+        self,
+        routes: Iterable[Route],
+        max_body_bytes: int,
+        options: GatewayOptions | None = None,
+        policy: HeaderPolicy | None = None,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
         options = options or GatewayOptions()
         self.options = options
         self.max_body_bytes = options.max_body_bytes or max_body_bytes
+        #: The upstream channel (create_app passes it): the health endpoint checks it.
+        self.channel = channel
         # Generation computed each route's rank: literal before `*` before `**`, verbs first. Stable
         # sort keeps declaration order among equals.
         self.routes: tuple[Route, ...] = tuple(sorted(routes, key=lambda r: r.rank))
@@ -53,10 +63,23 @@ class Gateway:
                     f"{other.method} {other.template} of {other.name}"
                 )
             seen[key] = route
+        if policy is not None:  # the generated module's policy, for CORS preflights
+            for route in self.routes:
+                if route.policy is None:
+                    route.policy = policy
         self._by_first = _index_by_first_literal(self.routes)
         self.request_ids = options.request_id
         #: Metrics, tracing, access log: None when all are off (a request then costs one test).
         self.observers = Observers.build(options)
+        #: Hooks, CORS, health endpoints (docs/operations.md): None when not configured, so that a plain
+        #: gateway pays one attribute check each (CORS, hooks) or nothing (health: after a 404 only).
+        self.hooks = Hooks.of(options)
+        self.cors = Cors(options.cors) if options.cors is not None else None
+        self._local: dict[str, Handler] | None = None
+        if options.health is not None:
+            self._local = Health(options.health, channel).handlers(self) or None
+        #: True from the start of a drain (serve `--drain-seconds`) before a shutdown: /readyz is 503.
+        self.draining = False
         #: True once `shutdown()` ran: open streams were ended, new ones are refused with 503.
         self.shutting_down = False
         self._stops: set[_Stop] = set()
@@ -90,7 +113,10 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            if self.cors is None:
+                await self._http(scope, receive, send)
+            else:
+                await self.cors.http(self, scope, receive, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
@@ -134,8 +160,12 @@ class Gateway:
             if exchange.counting:
                 request.receive, request.send = exchange.receive, exchange.send
         try:
-            found = self.resolve(scope["method"], _route_path(scope))
+            path = _route_path(scope)
+            found = self.resolve(scope["method"], path)
             if isinstance(found, list):
+                if not found and self._local is not None and path in self._local:
+                    await self._local[path](request)  # /healthz, /readyz: only where no route matched
+                    return
                 if found:
                     allow = ", ".join(sorted(found))
                     raise HttpError(
@@ -151,6 +181,9 @@ class Gateway:
                 exchange.routed(route)
             await route.handler(request)
         except HttpError as err:
+            if self.hooks is not None and err.status in ROUTING_STATUSES and not request.started:
+                await self.hooks.routing_error(request, err)
+                return
             await request.send_error(err.status, err.code, err.message, extra=err.headers)
         except ClientDisconnectedError:
             return
@@ -178,6 +211,14 @@ class Gateway:
             if exchange.counting:
                 request.receive, request.send = exchange.receive, exchange.send
         try:
+            if self.cors is not None and not self.cors.websocket_allowed(scope):
+                # Browsers apply no CORS to WebSocket, and a handshake carries the user's cookies.
+                if (await request.receive())["type"] == "websocket.connect":
+                    origin = (_header_value(scope, b"origin") or b"").decode("latin-1")
+                    await _refuse(
+                        request, 403, code_pb2.PERMISSION_DENIED, f"CORS: origin {origin!r} is not allowed"
+                    )
+                return
             found = self.resolve(None, _route_path(scope))
             if isinstance(found, list):
                 # Not a streaming route: one complete HTTP refusal, never a half-streamed response.
@@ -200,6 +241,13 @@ class Gateway:
         finally:
             if exchange is not None:
                 exchange.finish()
+
+
+def _header_value(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
 
 
 def _route_path(scope: Scope) -> str:
@@ -228,7 +276,8 @@ def combine(*apps: Gateway, options: GatewayOptions | None = None) -> Gateway:
         raise ValueError("combine() needs at least one gateway")
     routes = [route for app in apps for route in app.routes]
     max_body = max(app.max_body_bytes for app in apps)
-    combined = Gateway(routes, max_body, options or apps[0].options)
+    channel = next((app.channel for app in apps if app.channel is not None), None)
+    combined = Gateway(routes, max_body, options or apps[0].options, channel=channel)
     for app in apps:  # one shutdown for all: the parts' routes are served by `combined` now
         combined._linked.append(app)
         app._linked.append(combined)

@@ -86,6 +86,9 @@ async def http_body_call(
 ) -> None:
     """A unary call whose reply (or `select(reply)`, its response_body field) is an HttpBody."""
     metadata, timeout = request_metadata(request, policy)
+    hooks = request.gateway.hooks
+    if hooks is not None and hooks.incoming_metadata is not None:
+        metadata = await hooks.incoming(request, policy, metadata)
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     try:
         reply, initial, trailing = await _watch_disconnect(request, call)
@@ -106,6 +109,9 @@ async def http_body_stream_call(
 ) -> None:
     """A server stream of HttpBody messages written as one raw body (see the module docstring)."""
     metadata, timeout = request_metadata(request, policy)
+    hooks = request.gateway.hooks
+    if hooks is not None and hooks.incoming_metadata is not None:
+        metadata = await hooks.incoming(request, policy, metadata)
     if request.gateway.shutting_down:
         raise HttpError(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
     call = method(payload, metadata=tuple(metadata), timeout=timeout)

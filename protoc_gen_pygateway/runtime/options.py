@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # optional features: their modules load only when turned on
+    from .cors import CorsPolicy
+    from .health import HealthOptions
+    from .hooks import ErrorHook, ForwardResponseHook, IncomingMetadataHook, OutgoingMatcher
     from .metrics import Metrics
 
 
@@ -39,6 +42,27 @@ class GatewayOptions:
     tracer_provider: Any = None
     #: The JSON access log (see `accesslog`): True for the `pygateway.access` logger, or a logger.
     access_log: bool | logging.Logger = False
+
+    # Hooks, CORS, health (docs/operations.md; pygateway_runtime/hooks.py, cors.py, health.py). All off by
+    # default: a gateway without them runs none of their code.
+    #: `(request, metadata) -> metadata` (may be async) before every upstream call: add or map metadata.
+    #: What it returns is filtered by the generated header policy again (dropped keys are logged once).
+    incoming_metadata: IncomingMetadataHook | None = None
+    #: `(key) -> header name | None`: the response header of header metadata `key` (default
+    #: `Grpc-Metadata-<key>`); None drops it.
+    outgoing_header: OutgoingMatcher | None = None
+    #: `(key) -> header name | None`: the same for trailer metadata (default `Grpc-Trailer-<key>`).
+    outgoing_trailer: OutgoingMatcher | None = None
+    #: `(request, ErrorReply) -> ErrorReply | None` (may be async): upstream errors answered as a response.
+    error_handler: ErrorHook | None = None
+    #: `(request, ErrorReply) -> ErrorReply | None` (may be async): the gateway's own 404, 405 and 415.
+    routing_error_handler: ErrorHook | None = None
+    #: `(request, ForwardResponse) -> None` (may be async): status and headers of successful replies.
+    forward_response: ForwardResponseHook | None = None
+    #: Cross-origin browser access (preflights, Access-Control-Allow-Origin); None: no CORS headers.
+    cors: CorsPolicy | None = None
+    #: `GET /healthz` (upstream grpc.health.v1 check) and `GET /readyz`; None: not served.
+    health: HealthOptions | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from .asgi import _JSON
 from .errors import HttpError, _pairs, _rpc_failure, bad_request, error_body
+from .hooks import ErrorReply
 from .metadata import _printable, response_metadata_headers
 
 if TYPE_CHECKING:
@@ -133,8 +134,16 @@ class Request:
     ) -> None:
         code, status, text, details, trailing = _rpc_failure(err)
         headers: list[tuple[bytes, bytes]] = []
+        hooks = self.gateway.hooks
         if policy is not None:
-            headers = response_metadata_headers(policy, initial or _pairs(err.initial_metadata()), trailing)
+            initial = initial or _pairs(err.initial_metadata())
+            if hooks is None:
+                headers = response_metadata_headers(policy, initial, trailing)
+            else:
+                headers = hooks.headers(policy, initial, trailing)
+        if hooks is not None and hooks.error_handler is not None:
+            await hooks.upstream_error(self, ErrorReply(status, code, text, list(details), headers, err))
+            return
         await self.send_error(status, code, text, details, headers)
 
 

@@ -9,6 +9,7 @@ from .values import _unescape
 
 if TYPE_CHECKING:
     from .asgi import Handler
+    from .options import HeaderPolicy
 
 
 #: Segment kinds: a literal, `*` (one segment), `**` (the rest, at most one per template).
@@ -44,6 +45,7 @@ class Route:
         "handler",
         "method",
         "name",
+        "policy",
         "rank",
         "segments",
         "template",
@@ -73,6 +75,8 @@ class Route:
         self.template = template
         #: Handler for a WebSocket handshake on this path (streaming RPCs only), else None.
         self.websocket = websocket
+        #: The generated module's header policy (set by its Gateway; CORS reads it for preflights).
+        self.policy: HeaderPolicy | None = None
         self.deep = next((i for i, (kind, _) in enumerate(segments) if kind == MULTI), -1)
 
     def match(self, parts: list[str], verb: str | None) -> list[str] | None:

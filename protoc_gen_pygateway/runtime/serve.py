@@ -46,6 +46,7 @@ from .app import Gateway, combine
 from .asgi import Receive, Scope, Send
 from .errors import error_body
 from .options import GatewayOptions
+from .serve_ops import add_ops_arguments, drain, drain_first, gateway_ops, ops_config
 
 
 def discover(root: Path) -> list[str]:
@@ -121,6 +122,7 @@ class GatewayApp:
                 metrics=self.metrics,
                 tracing=bool(self.config.get("tracing")),
                 access_log=bool(self.config.get("access_log")),
+                **gateway_ops(self.config),
             )
             self.app = combine(*apps, options=options)
         return self.app
@@ -248,6 +250,8 @@ async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket
         for them to end by themselves), and the process exits 0 after a graceful shutdown."""
 
         def handle_exit(self, sig: int, frame: Any) -> None:
+            if drain_first(app, loop, lambda: self.handle_exit(sig, frame)):  # --drain-seconds
+                return
             loop.call_soon_threadsafe(app.begin_shutdown)
             super().handle_exit(sig, frame)
 
@@ -351,7 +355,8 @@ async def _serve_granian(config: dict[str, Any], host: str, port: int, websocket
     async def stop() -> None:
         # Streams end at once (their final status goes out); then granian stops accepting, lets the
         # requests in flight finish and returns from serve(); GatewayApp cancels what still runs after
-        # the grace period.
+        # the grace period. With --drain-seconds, /readyz answers 503 for that long first.
+        await drain(app)
         app.begin_shutdown()
         await app.streams_ended()
         server.stop()
@@ -447,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default=os.environ.get("PYGATEWAY_LOG_LEVEL", "info"))
     observe.serve_arguments(parser)  # --access-log, --metrics, --tracing
+    add_ops_arguments(parser)  # --cors-*, health, --drain-seconds
     args = parser.parse_args(argv)
     observe.serve_setup(parser, args)
     root = Path(__file__).resolve().parent.parent  # the output tree: this package sits at its root
@@ -485,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         "openapi": openapi,
         # granian adds `Upgrade` headers to HTTP refusals of WebSocket handshakes: refuse by a close.
         "websocket_refusal": "close" if server == "granian" else "http",
+        **ops_config(args, parser),
     }
     host, port = _split_host_port(args.listen, 8080)
     serve = _serve_granian if server == "granian" else _serve_uvicorn

@@ -28,6 +28,7 @@ from .errors import (
     _rpc_failure,
     _status_data,
 )
+from .hooks import ErrorReply, ForwardResponse, send_reply
 from .jsonstyle import dump_json
 from .lifecycle import _SHUTDOWN_TEXT, _Stop
 from .metadata import _VALID_KEY, _printable, request_metadata, response_metadata_headers
@@ -150,30 +151,62 @@ async def _relay(
         if exchange is not None:
             exchange.call_ended(code)
             exchange.stream_ended("upstream_error")
+        hooks = request.gateway.hooks
+        if hooks is None:
+            await _stream_refusal(
+                request,
+                framing,
+                code,
+                _status_data(code, text, details, rid),
+                _trailer_data(failed_trailers, policy),
+                response_metadata_headers(policy, _pairs(err.initial_metadata()), ()),
+                http_status,
+            )
+            return
+        head = hooks.headers(policy, _pairs(err.initial_metadata()), ())
+        reply = ErrorReply(http_status, code, text, list(details), head, err)
+        if hooks.error_handler is not None:
+            reply = await hooks.error(request, reply, routing=False)
+        if reply.body is not None:
+            await send_reply(request, reply)
+            return
         await _stream_refusal(
             request,
             framing,
-            code,
-            _status_data(code, text, details, rid),
-            _trailer_data(failed_trailers, policy),
-            response_metadata_headers(policy, _pairs(err.initial_metadata()), ()),
-            http_status,
+            reply.code,
+            _status_data(reply.code, reply.message, reply.details, rid),
+            _trailers_json(request, failed_trailers, policy),
+            reply.headers,
+            reply.status,
         )
         return
     initial = await call.initial_metadata()
     trailers = _wants_trailers(request)
-    headers = [
-        (b"content-type", framing.content_type),
-        *_STREAM_HEADERS,
-        *response_metadata_headers(policy, initial or (), ()),
-    ]
+    hooks = request.gateway.hooks
+    status = 200
+    if hooks is None:
+        headers = [
+            (b"content-type", framing.content_type),
+            *_STREAM_HEADERS,
+            *response_metadata_headers(policy, initial or (), ()),
+        ]
+    else:
+        headers = [
+            (b"content-type", framing.content_type),
+            *_STREAM_HEADERS,
+            *hooks.headers(policy, _pairs(initial), ()),
+        ]
+        if hooks.forward_response is not None:
+            response = ForwardResponse(None if first is _EOF else first, 200, headers, _pairs(initial), [])
+            await hooks.forward(request, response)
+            status, headers = response.status, response.headers
     if rid is not None:
         headers.append((b"x-request-id", rid.encode("latin-1")))
     if exchange is not None:
-        exchange.status = 200
+        exchange.status = status
     request.started = True
     await request.send(
-        {"type": "http.response.start", "status": 200, "headers": headers, "trailers": trailers}
+        {"type": "http.response.start", "status": status, "headers": headers, "trailers": trailers}
     )
     final = b""
     trailing: list[tuple[str, str | bytes]] = []
@@ -188,7 +221,7 @@ async def _relay(
             )
             item = await call.read()
         trailing = _pairs(await call.trailing_metadata())
-        final = framing.end(_trailer_data(trailing, policy))
+        final = framing.end(_trailers_json(request, trailing, policy))
         if exchange is not None:
             exchange.call_ended(code_pb2.OK)
             exchange.stream_ended("ok")
@@ -204,8 +237,8 @@ async def _relay(
         elif isinstance(err, asyncio.CancelledError):
             raise
         else:
-            code, status, trailing = _rpc_error_data(err, rid)
-            final = framing.error(status, _trailer_data(trailing, policy))
+            code, status_data, trailing = _rpc_error_data(err, rid)
+            final = framing.error(status_data, _trailers_json(request, trailing, policy))
             if exchange is not None:
                 exchange.call_ended(code)
         if exchange is not None:
@@ -218,10 +251,25 @@ async def _relay(
         # Grpc-Status (the final gRPC code) is always there: it tells a complete stream from a cut one,
         # and an empty trailer block cannot be sent (hypercorn/h2 fail on it, dropping the connection).
         headers = [
-            *response_metadata_headers(policy, (), trailing),
+            *(
+                response_metadata_headers(policy, (), trailing)
+                if hooks is None
+                else hooks.headers(policy, (), trailing)
+            ),
             (b"grpc-status", str(code).encode("latin-1")),
         ]
         await request.send({"type": "http.response.trailers", "headers": headers, "more_trailers": False})
+
+
+def _trailers_json(
+    request: Request, trailing: Iterable[tuple[str, str | bytes]], policy: HeaderPolicy
+) -> dict[str, str]:
+    """A stream's trailers as its final line/event carries them, without those the trailer matcher drops."""
+    data = _trailer_data(trailing, policy)
+    hooks = request.gateway.hooks
+    if hooks is not None and hooks.outgoing_trailer is not None:
+        data = {key: value for key, value in data.items() if hooks.keeps_trailer(key, policy)}
+    return data
 
 
 async def _stream_refusal(
@@ -271,6 +319,9 @@ async def server_stream_call(
 ) -> None:
     """A server-streaming call: one request message, the reply stream relayed as NDJSON or SSE."""
     metadata, timeout = request_metadata(request, policy)
+    hooks = request.gateway.hooks
+    if hooks is not None and hooks.incoming_metadata is not None:
+        metadata = await hooks.incoming(request, policy, metadata)
     if await _refuse_while_shutting_down(request):
         return
     exchange = request.exchange
@@ -406,6 +457,9 @@ async def client_stream_call(
 
     `chunked`: the body is raw bytes (google.api.HttpBody), sent as messages of at most RAW_CHUNK_BYTES."""
     metadata, timeout = request_metadata(request, policy)
+    hooks = request.gateway.hooks
+    if hooks is not None and hooks.incoming_metadata is not None:
+        metadata = await hooks.incoming(request, policy, metadata)
     if server_streaming and await _refuse_while_shutting_down(request):
         return
     if request.gateway.shutting_down:
@@ -456,6 +510,9 @@ async def client_stream_call(
                 exchange.message_received()
                 exchange.call_ended(code_pb2.OK)
                 exchange.stream_ended("ok")
+            if hooks is not None and hooks.shapes_replies:
+                await hooks.send_reply_message(request, policy, reply, encode_reply, initial, trailing)
+                return
             headers = [_JSON, *response_metadata_headers(policy, initial or (), trailing or ())]
             await request.send_response(200, encode_reply(reply), headers)
     except asyncio.CancelledError:

@@ -34,6 +34,9 @@ async def unary_call(
 ) -> None:
     """Forward one request message, answer with the JSON of the reply (or the gRPC error)."""
     metadata, timeout = request_metadata(request, policy)
+    hooks = request.gateway.hooks
+    if hooks is not None and hooks.incoming_metadata is not None:
+        metadata = await hooks.incoming(request, policy, metadata)
     exchange = request.exchange
     if exchange is not None:
         exchange.call_started("unary", metadata)
@@ -49,6 +52,9 @@ async def unary_call(
     if exchange is not None:
         exchange.message_received()
         exchange.call_ended(0)
+    if hooks is not None and hooks.shapes_replies:
+        await hooks.send_reply_message(request, policy, reply, encode, initial, trailing)
+        return
     headers = [_JSON, *response_metadata_headers(policy, initial, trailing)]
     await request.send_response(200, encode(reply), headers)
 

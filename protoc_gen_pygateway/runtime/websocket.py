@@ -64,6 +64,9 @@ async def websocket_call(
         return
     try:
         metadata, timeout = request_metadata(request, policy)
+        hooks = request.gateway.hooks
+        if hooks is not None and hooks.incoming_metadata is not None:
+            metadata = await hooks.incoming(request, policy, metadata)
     except HttpError as err:
         await _refuse(request, err.status, err.code, err.message)
         return

@@ -1362,4 +1362,4 @@ class AllTypesServiceGateway:
 
 def create_app(channel: grpc.aio.Channel, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
     """The ASGI app serving alltypes.v1.AllTypesService's REST/JSON routes over `channel`."""
-    return _rt.Gateway(AllTypesServiceGateway(channel).routes(), MAX_BODY_BYTES, options)
+    return _rt.Gateway(AllTypesServiceGateway(channel).routes(), MAX_BODY_BYTES, options, _POLICY, channel)

@@ -265,4 +265,4 @@ class LegacyServiceGateway:
 
 def create_app(channel: grpc.aio.Channel, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
     """The ASGI app serving alltypes.v1.LegacyService's REST/JSON routes over `channel`."""
-    return _rt.Gateway(LegacyServiceGateway(channel).routes(), MAX_BODY_BYTES, options)
+    return _rt.Gateway(LegacyServiceGateway(channel).routes(), MAX_BODY_BYTES, options, _POLICY, channel)

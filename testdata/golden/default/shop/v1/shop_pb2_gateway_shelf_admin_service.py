@@ -213,4 +213,4 @@ class ShelfAdminServiceGateway:
 
 def create_app(channel: grpc.aio.Channel, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
     """The ASGI app serving shop.v1.ShelfAdminService's REST/JSON routes over `channel`."""
-    return _rt.Gateway(ShelfAdminServiceGateway(channel).routes(), MAX_BODY_BYTES, options)
+    return _rt.Gateway(ShelfAdminServiceGateway(channel).routes(), MAX_BODY_BYTES, options, _POLICY, channel)

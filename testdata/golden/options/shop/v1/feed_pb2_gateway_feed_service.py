@@ -415,4 +415,4 @@ class FeedServiceGateway:
 
 def create_app(channel: grpc.aio.Channel, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
     """The ASGI app serving shop.v1.FeedService's REST/JSON routes over `channel`."""
-    return _rt.Gateway(FeedServiceGateway(channel).routes(), MAX_BODY_BYTES, options)
+    return _rt.Gateway(FeedServiceGateway(channel).routes(), MAX_BODY_BYTES, options, _POLICY, channel)

@@ -1057,4 +1057,4 @@ class ShopServiceGateway:
 
 def create_app(channel: grpc.aio.Channel, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
     """The ASGI app serving shop.v1.ShopService's REST/JSON routes over `channel`."""
-    return _rt.Gateway(ShopServiceGateway(channel).routes(), MAX_BODY_BYTES, options)
+    return _rt.Gateway(ShopServiceGateway(channel).routes(), MAX_BODY_BYTES, options, _POLICY, channel)

@@ -1170,4 +1170,4 @@ class ParityServiceGateway:
 
 def create_app(channel: grpc.aio.Channel, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
     """The ASGI app serving parity.v1.ParityService's REST/JSON routes over `channel`."""
-    return _rt.Gateway(ParityServiceGateway(channel).routes(), MAX_BODY_BYTES, options)
+    return _rt.Gateway(ParityServiceGateway(channel).routes(), MAX_BODY_BYTES, options, _POLICY, channel)
