@@ -63,7 +63,9 @@ def reuse_port_balances() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-def bind_listener(host: str, port: int, *, reuse_port: bool, listen: bool, backlog: int = 1024) -> socket.socket:
+def bind_listener(
+    host: str, port: int, *, reuse_port: bool, listen: bool, backlog: int = 1024
+) -> socket.socket:
     """A TCP socket bound to host:port (SO_REUSEADDR; SO_REUSEPORT when `reuse_port`), listening if asked."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
@@ -96,9 +98,11 @@ class _Slot:
 
 
 class Supervisor:
-    """Runs `count` workers built by `command(index)` (argv), passing `pass_fds` to each; see the module doc."""
+    """Runs `count` workers, each the argv `command(index)` with `pass_fds` inherited; see the module doc."""
 
-    def __init__(self, count: int, command: Callable[[int], Sequence[str]], pass_fds: Sequence[int] = ()) -> None:
+    def __init__(
+        self, count: int, command: Callable[[int], Sequence[str]], pass_fds: Sequence[int] = ()
+    ) -> None:
         self.count = count
         self.command = command
         self.pass_fds = tuple(pass_fds)
@@ -128,7 +132,13 @@ class Supervisor:
         slot.process = None
         slot.returncode = process.returncode
         if self.stopping:
-            LOG.info("worker %d/%d (pid %d) exited with %s", slot.index, self.count, process.pid, process.returncode)
+            LOG.info(
+                "worker %d/%d (pid %d) exited with %s",
+                slot.index,
+                self.count,
+                process.pid,
+                process.returncode,
+            )
             return
         if now - slot.started >= HEALTHY_AFTER:
             slot.backoff = BACKOFF_FIRST
@@ -145,7 +155,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Start the workers and supervise them until a signal and their exit; the parent's exit code."""
-        previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+        previous = {
+            signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)
+        }
         try:
             for slot in self.slots:
                 self._start(slot)
@@ -153,9 +165,9 @@ class Supervisor:
                 now = time.monotonic()
                 for slot in self.slots:
                     self._reap(slot, now)
-                    if not self.stopping and slot.process is None and slot.restart_at is not None:
-                        if now >= slot.restart_at:
-                            self._start(slot)
+                    due = slot.restart_at is not None and now >= slot.restart_at
+                    if not self.stopping and slot.process is None and due:
+                        self._start(slot)
                 if self.stopping and all(slot.process is None for slot in self.slots):
                     break
                 time.sleep(POLL)
@@ -166,7 +178,9 @@ class Supervisor:
         return 1 if failed else 0
 
 
-def parent_watch(parent_pid: int, on_orphaned: Callable[[], None], interval: float = 1.0) -> Callable[[], None]:
+def parent_watch(
+    parent_pid: int, on_orphaned: Callable[[], None], interval: float = 1.0
+) -> Callable[[], None]:
     """A callback for `loop.call_later` chains: calls `on_orphaned` once the parent is gone (reparented)."""
     import asyncio
 
