@@ -23,7 +23,7 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
 
 
-def test_ca(directory: Path) -> dict[str, Path]:
+def make_test_ca(directory: Path) -> dict[str, Path]:
     """A CA, a server certificate for localhost/127.0.0.1 and a client certificate, all signed by the CA;
     plus a client certificate from another CA."""
     files = {name: directory / f"{name}.pem" for name in ("ca", "ca_key", "server", "server_key", "client",
@@ -54,7 +54,7 @@ def mtls_backend(
 ) -> Iterator[tuple[int, dict[str, Path]]]:
     from demo.backend import start_backend
 
-    files = test_ca(tmp_path_factory.mktemp("mtls"))
+    files = make_test_ca(tmp_path_factory.mktemp("mtls"))
     loop = asyncio.new_event_loop()
     started: dict[str, Any] = {}
     ready = threading.Event()

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -45,6 +46,7 @@ from .app import Gateway, combine
 from .asgi import Receive, Scope, Send
 from .errors import error_body
 from .options import GatewayOptions
+from .workers import Supervisor, bind_listener, parse_workers, reuse_port_balances
 
 
 def discover(root: Path) -> list[str]:
@@ -85,9 +87,33 @@ def _channel(config: dict[str, Any]) -> grpc.aio.Channel:
     ]
     if not config["upstream_tls"]:
         return grpc.aio.insecure_channel(config["upstream"], options=options)
-    ca = config["upstream_ca"]
-    credentials = grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes() if ca else None)
+    pem = config.get("upstream_pem") or {}
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=pem.get("ca"),
+        # Mutual TLS (`--upstream-cert`/`--upstream-key`): the client certificate for meshes without
+        # sidecars; both None otherwise.
+        private_key=pem.get("key"),
+        certificate_chain=pem.get("cert"),
+    )
     return grpc.aio.secure_channel(config["upstream"], credentials, options=options)
+
+
+def _read_pem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, bytes]:
+    """The PEM files of --upstream-ca/--upstream-cert/--upstream-key, read before serving (a bad path is a
+    usage error naming it, not a failure of the first call)."""
+    if (args.upstream_cert is None) != (args.upstream_key is None):
+        parser.error("--upstream-cert and --upstream-key go together (the client certificate and its key)")
+    if not args.upstream_tls and (args.upstream_cert or args.upstream_ca):
+        parser.error("--upstream-ca, --upstream-cert and --upstream-key need --upstream-tls")
+    pem: dict[str, bytes] = {}
+    for name, path in (("ca", args.upstream_ca), ("cert", args.upstream_cert), ("key", args.upstream_key)):
+        if path is None:
+            continue
+        try:
+            pem[name] = Path(path).read_bytes()
+        except OSError as err:
+            parser.error(f"--upstream-{name} {path}: {err.strerror or err}")
+    return pem
 
 
 class GatewayApp:
@@ -230,9 +256,108 @@ class _QuietUpgrades:
         return "Unsupported upgrade request" not in text and "No supported WebSocket library" not in text
 
 
+def _is_handshake(scope: Any) -> bool:
+    """Whether an HTTP/1.1 request carrying `Upgrade: websocket` + `Connection: upgrade` is a WebSocket
+    handshake the server should take over: a GET with a `Sec-WebSocket-Key` (RFC 6455 §4.1). Anything else
+    (a POST through an ingress that writes `Connection: upgrade` on every request with an `Upgrade`, a
+    keyless probe) is a plain HTTP request, as Go's net/http serves it."""
+    return scope["method"] == "GET" and any(name == b"sec-websocket-key" for name, _ in scope["headers"])
+
+
+def _uvicorn_http(websocket: bool) -> tuple[Any, str]:
+    """uvicorn's HTTP protocol for the gateway, and its parser's name.
+
+    zttp when installed (its HTTP/2 protocol serves cleartext HTTP/2 with prior knowledge, detected from
+    the connection preface; an `Upgrade: h2c` never switches), else h11. Both hand a request to the
+    WebSocket protocol only when `_is_handshake`: uvicorn's own classes hand over every request with
+    `Upgrade: websocket` + `Connection: upgrade`, and wsproto answers those without a key with 400 and a
+    closed connection before the gateway runs (the Upgrade matrix's cells c2 and d). They also log nothing
+    for the other `Upgrade` requests they serve as plain HTTP (uvicorn warns on each).
+
+    A subclass overriding uvicorn's `_should_upgrade` (uvicorn 0.55); tests/test_upgrade_matrix.py
+    re-measures it with the installed versions.
+    """
+    try:
+        from uvicorn.protocols.http.auto_zttp_impl import AutoZttpProtocol
+        from uvicorn.protocols.http.zttp_impl import ZttpProtocol
+    except ImportError:  # zttp (or a uvicorn with its protocols) is not installed
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        class GatewayH11Protocol(H11Protocol):
+            def _should_upgrade(self) -> bool:
+                upgrade = self._get_upgrade()
+                return websocket and upgrade == b"websocket" and _is_handshake(self.scope)
+
+        return GatewayH11Protocol, "h11"
+
+    class GatewayZttpProtocol(ZttpProtocol):
+        def _should_upgrade(self) -> bool:
+            upgrade = self.conn.upgrade()
+            is_ws = upgrade is not None and upgrade.lower() == b"websocket"
+            return websocket and is_ws and _is_handshake(self.scope)
+
+    class GatewayHttpProtocol(AutoZttpProtocol):
+        """HTTP/2 with prior knowledge when a connection starts with the HTTP/2 preface, else HTTP/1.1."""
+
+        def _switch(self, http2: bool, initial_data: bytes = b"") -> None:
+            if http2:
+                super()._switch(http2, initial_data)
+                return
+            protocol = GatewayZttpProtocol(
+                config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop
+            )
+            self.transport.set_protocol(protocol)
+            protocol.connection_made(self.transport)
+            if initial_data:
+                protocol.data_received(initial_data)
+
+    return GatewayHttpProtocol, "zttp"
+
+
+class _WorkerHeader:
+    """`--worker-header`: every HTTP response carries `X-Gateway-Worker: <pid>` (which worker served it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.value = str(os.getpid()).encode("ascii")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def tagged(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), (b"x-gateway-worker", self.value)],
+                }
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+def _served(app: GatewayApp, config: dict[str, Any]) -> Any:
+    """The app to hand to the server: the gateway, `--openapi`'s document, `--worker-header`."""
+    served = with_openapi(app, config)
+    return _WorkerHeader(served) if config.get("worker_header") else served
+
+
+def _watch_parent(config: dict[str, Any]) -> None:
+    """A worker of `--workers`: drain as on SIGTERM once the supervising parent is gone."""
+    parent = config.get("parent_pid")
+    if parent:
+        from .workers import parent_watch
+
+        orphaned = parent_watch(parent, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        asyncio.get_running_loop().call_later(1.0, orphaned)
+
+
 async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket: bool) -> None:
     import uvicorn  # a serving dependency, only needed by this command
 
+    http, _ = _uvicorn_http(websocket)
+    sock = config.get("socket")
     loop = asyncio.get_running_loop()
     app = GatewayApp(config)
     app.build()
@@ -267,10 +392,10 @@ async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket
 
     server = Server(
         uvicorn.Config(
-            with_openapi(app, config),
+            _served(app, config),
             host=host,
             port=port,
-            http="h11",
+            http=http,
             ws="wsproto" if websocket else "none",
             lifespan="off",
             root_path=config["root_path"],
@@ -285,8 +410,9 @@ async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket
         )
     )
     logging.getLogger("uvicorn.error").addFilter(_QuietUpgrades())
+    _watch_parent(config)
     try:
-        await server.serve()
+        await server.serve(sockets=[sock] if sock is not None else None)
     finally:
         await app.close()
 
@@ -324,13 +450,15 @@ async def _serve_granian(config: dict[str, Any], host: str, port: int, websocket
     loop = asyncio.get_running_loop()
     app = GatewayApp(config)
     app.build()
-    served = with_openapi(app, config)
+    served = _served(app, config)
     server: Any = Server(
         _RootPath(served, config["root_path"]) if config["root_path"] else served,
         address=host,
         port=port,
         interface=Interfaces.ASGINL,  # no lifespan: the app is built above and closed below
-        http=HTTPModes.http1,
+        # auto: HTTP/1.1, and HTTP/2 with prior knowledge (the connection preface); `Upgrade: h2c` never
+        # switches protocols.
+        http=HTTPModes.auto,
         websockets=websocket,
         # granian's command defaults (embedded, both are 128): a full accept queue drops connection
         # attempts (the client retries after a second), and `backpressure` is how many requests and
@@ -356,6 +484,7 @@ async def _serve_granian(config: dict[str, Any], host: str, port: int, websocket
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
+    _watch_parent(config)
     try:
         await server.serve()
     finally:
@@ -379,25 +508,71 @@ def _run(main: Any, loop: str) -> None:
     asyncio.run(main)
 
 
-def _choose_server(wanted: str) -> str:
-    """granian when installed (safe in every cell of the Upgrade matrix and the cheapest per request),
-    else uvicorn with h11."""
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+#: What to install for each server (none of it is needed by the generated modules themselves).
+INSTALL = {
+    "granian": "pip install granian uvloop",
+    "uvicorn": "pip install uvicorn zttp wsproto uvloop",
+}
+
+
+def _choose_server(wanted: str, websocket: bool) -> tuple[str, str | None]:
+    """(server, problem): the server to run, or a message naming what to install.
+
+    auto: with WebSocket routes uvicorn (zttp, else h11) + wsproto, whose gateway protocol serves every
+    request that is not a real handshake as plain HTTP (every Upgrade-matrix cell); granian would answer
+    keyless `Upgrade: websocket` requests itself with 400 (its Rust core decides before the app runs, and
+    no setting changes that). Without WebSocket routes granian, plain HTTP in every cell and the cheapest
+    per request; either falls back on the other when it is not installed.
+    """
+    needs = {"granian": ["granian"], "uvicorn": ["uvicorn", *(["wsproto"] if websocket else [])]}
+    usable = [name for name in ("granian", "uvicorn") if all(_installed(module) for module in needs[name])]
     if wanted != "auto":
-        return wanted
-    try:
-        import granian  # noqa: F401
-    except ImportError:
-        return "uvicorn"
-    return "granian"
+        if wanted in usable:
+            return wanted, None
+        missing = ", ".join(module for module in needs[wanted] if not _installed(module))
+        return wanted, f"--server {wanted} needs {missing}: {INSTALL[wanted]}"
+    preferred = ["uvicorn", "granian"] if websocket else ["granian", "uvicorn"]
+    for name in preferred:
+        if name in usable:
+            return name, None
+    return "", (
+        "no ASGI server is installed to serve the gateway: "
+        + " or ".join(f"`{INSTALL[name]}`" for name in preferred)
+        + " (the generated modules need only grpcio, protobuf and googleapis-common-protos)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pygateway_serve", description=__doc__.splitlines()[0])
+    # The usage line names the command as it was typed (`python gen/pygateway_serve.py`), which works from
+    # anywhere; `python -m pygateway_serve` would need the output directory on sys.path.
+    script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "pygateway_serve.py"
+    parser = argparse.ArgumentParser(prog=f"python {script}", description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="gateway modules to serve (default: all found)")
     parser.add_argument("--upstream", required=True, help="gRPC server HOST:PORT")
     parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on")
     parser.add_argument("--upstream-tls", action="store_true", help="use TLS to the upstream")
     parser.add_argument("--upstream-ca", default=None, help="PEM roots for the upstream (default: system)")
+    parser.add_argument(
+        "--upstream-cert", default=None, help="PEM client certificate chain: mutual TLS (with --upstream-key)"
+    )
+    parser.add_argument("--upstream-key", default=None, help="PEM private key of --upstream-cert")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="worker processes sharing the port (each with its own loop and upstream channel), supervised "
+        "and restarted when they die: N, or auto = the usable cores (default 1)",
+    )
+    parser.add_argument(
+        "--worker-header",
+        action="store_true",
+        help="add `X-Gateway-Worker: <pid>` to every response (to see how requests spread over workers)",
+    )
+    parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)  # set for workers
+    parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set for workers
     parser.add_argument("--root-path", default="", help="path prefix the gateway is served under")
     parser.add_argument("--max-body-bytes", type=int, default=None, help="largest request body")
     parser.add_argument(
@@ -424,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
         "--server",
         choices=("auto", "granian", "uvicorn"),
         default="auto",
-        help="ASGI server: auto = granian when installed, else uvicorn (h11)",
+        help="ASGI server: auto = uvicorn (zttp, else h11; wsproto) with WebSocket routes, else granian; "
+        "either when the other is not installed",
     )
     parser.add_argument(
         "--loop",
@@ -457,7 +633,20 @@ def main(argv: list[str] | None = None) -> int:
     websocket = any(getattr(importlib.import_module(name), "WEBSOCKET_ROUTES", False) for name in modules)
     if args.websocket != "auto":
         websocket = args.websocket == "on"
-    server = _choose_server(args.server)
+    server, problem = _choose_server(args.server, websocket)
+    if problem:
+        parser.error(problem)
+    if websocket and server == "granian" and args.server == "auto":
+        logging.getLogger("pygateway").warning(
+            "uvicorn/wsproto not installed: granian serves WebSocket, and answers `Upgrade: websocket` "
+            "requests without a key with its own 400 (%s to serve them)",
+            INSTALL["uvicorn"],
+        )
+    pem = _read_pem(parser, args)
+    try:
+        workers = parse_workers(args.workers)
+    except ValueError:
+        parser.error(f"--workers: N (at least 1) or auto, not {args.workers!r}")
     openapi = None
     if args.openapi:
         try:
@@ -470,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         "upstream": args.upstream,
         "upstream_tls": args.upstream_tls,
         "upstream_ca": args.upstream_ca,
+        "upstream_pem": pem,
         "root_path": args.root_path,
         "max_body_bytes": args.max_body_bytes,
         "max_receive_bytes": args.max_receive_bytes,
@@ -480,11 +670,63 @@ def main(argv: list[str] | None = None) -> int:
         "openapi": openapi,
         # granian adds `Upgrade` headers to HTTP refusals of WebSocket handshakes: refuse by a close.
         "websocket_refusal": "close" if server == "granian" else "http",
+        "worker_header": args.worker_header,
+        "parent_pid": args.parent_pid,
     }
     host, port = _split_host_port(args.listen, 8080)
+    if workers > 1:
+        return _supervise(parser, args, argv, server, host, port, workers)
+    if args.listen_fd is not None:  # a worker sharing its parent's listening socket
+        config["socket"] = socket.socket(fileno=args.listen_fd)
+    elif args.parent_pid is not None and server == "uvicorn":  # a worker on its own SO_REUSEPORT socket
+        config["socket"] = bind_listener(host, port, reuse_port=True, listen=True)
     serve = _serve_granian if server == "granian" else _serve_uvicorn
     _run(serve(config, host, port, websocket), args.loop)
     return 0
+
+
+def _supervise(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    server: str,
+    host: str,
+    port: int,
+    workers: int,
+) -> int:
+    """`--workers N` > 1: bind, then run N copies of this command as supervised workers (workers.py)."""
+    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    reuse = reuse_port_balances()
+    if not reuse and server == "granian":
+        parser.error("--workers with granian needs SO_REUSEPORT load balancing (Linux): use --server uvicorn")
+    try:
+        # With SO_REUSEPORT this socket only holds the port (never listening, so it gets no connections);
+        # without, it is the one listening socket the workers inherit.
+        holder = bind_listener(host, port, reuse_port=reuse, listen=not reuse)
+    except OSError as err:
+        parser.error(f"--listen {host}:{port}: {err.strerror or err}")
+    port = holder.getsockname()[1]
+    script = str(Path(sys.argv[0]).resolve()) if sys.argv and sys.argv[0].endswith(".py") else None
+    base = [sys.executable, script] if script else [sys.executable, "-m", "pygateway_runtime.serve"]
+    own = list(sys.argv[1:] if argv is None else argv)
+    # argparse keeps the last value of an option: these override the parent's own.
+    extra = ["--workers", "1", "--listen", f"{host}:{port}", "--parent-pid", str(os.getpid())]
+    if not reuse:
+        extra += ["--listen-fd", str(holder.fileno())]
+    logging.getLogger("pygateway").info(
+        "%d workers (%s) on http://%s:%d (%s)",
+        workers,
+        server,
+        host,
+        port,
+        "SO_REUSEPORT" if reuse else "one inherited socket",
+    )
+    supervisor = Supervisor(workers, lambda index: [*base, *own, *extra], () if reuse else (holder.fileno(),))
+    try:
+        return supervisor.run()
+    finally:
+        holder.close()
 
 
 if __name__ == "__main__":
