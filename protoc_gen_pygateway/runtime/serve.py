@@ -567,6 +567,14 @@ def main(argv: list[str] | None = None) -> int:
         "and restarted when they die: N, or auto = the usable cores (default 1)",
     )
     parser.add_argument(
+        "--worker-socket",
+        choices=("auto", "reuseport", "shared"),
+        default="auto",
+        help="how workers share the port: reuseport = one SO_REUSEPORT socket each (the kernel spreads "
+        "connections; a dying worker drops what waited in its queue), shared = one listening socket "
+        "inherited by all (one queue); auto = reuseport on Linux, else shared",
+    )
+    parser.add_argument(
         "--worker-header",
         action="store_true",
         help="add `X-Gateway-Worker: <pid>` to every response (to see how requests spread over workers)",
@@ -697,8 +705,11 @@ def _supervise(
     """`--workers N` > 1: bind, then run N copies of this command as supervised workers (workers.py)."""
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    reuse = reuse_port_balances()
+    reuse = reuse_port_balances() if args.worker_socket == "auto" else args.worker_socket == "reuseport"
+    if reuse and not reuse_port_balances():
+        parser.error("--worker-socket reuseport needs SO_REUSEPORT load balancing (Linux)")
     if not reuse and server == "granian":
+        # granian binds its own SO_REUSEPORT socket; it cannot serve an inherited one.
         parser.error("--workers with granian needs SO_REUSEPORT load balancing (Linux): use --server uvicorn")
     try:
         # With SO_REUSEPORT this socket only holds the port (never listening, so it gets no connections);
