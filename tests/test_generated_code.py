@@ -263,11 +263,11 @@ def test_generated_modules_import_only_what_a_gateway_may_use(tree: Path) -> Non
                 if top in FORBIDDEN:
                     problems.append(f"{where}: generated code must not need {top}")
                 elif top in SERVERS:
-                    if path != tree / "pygateway_runtime" / "serve.py" or not _enclosing_function(
-                        module, node
-                    ):
+                    serving = {tree / "pygateway_runtime" / name for name in ("serve.py", "servers.py")}
+                    if path not in serving or not _enclosing_function(module, node):
                         problems.append(
-                            f"{where}: {top} only inside a function of pygateway_runtime/serve.py"
+                            f"{where}: {top} only inside a function of pygateway_runtime/serve.py or "
+                            "servers.py"
                         )
                 elif not _allowed(name, user_modules):
                     problems.append(f"{where}: not stdlib, grpc, google.*, the runtime or a generated _pb2")

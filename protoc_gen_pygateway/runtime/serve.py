@@ -25,17 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import importlib.util
 import json
 import logging
-import math
 import os
-import signal
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +42,7 @@ from .app import Gateway, combine
 from .asgi import Receive, Scope, Send
 from .errors import error_body
 from .options import GatewayOptions
-from .workers import Supervisor, bind_listener, parse_workers, reuse_port_balances
+from .workers import bind_listener, parse_workers, supervise
 
 
 def discover(root: Path) -> list[str]:
@@ -244,253 +240,6 @@ def with_openapi(app: GatewayApp, config: dict[str, Any]) -> Any:
     return OpenApiDocument(app, config["openapi"], config["root_path"])
 
 
-class _QuietUpgrades:
-    """Drop uvicorn's per-request warnings about `Upgrade` headers it ignores.
-
-    Ingresses send `Upgrade`/`Connection: upgrade` on many requests; the gateway answers them as plain
-    HTTP on purpose, so a warning per request would only flood the logs.
-    """
-
-    def filter(self, record: object) -> bool:
-        text = str(getattr(record, "msg", ""))
-        return "Unsupported upgrade request" not in text and "No supported WebSocket library" not in text
-
-
-def _is_handshake(scope: Any) -> bool:
-    """Whether an HTTP/1.1 request carrying `Upgrade: websocket` + `Connection: upgrade` is a WebSocket
-    handshake the server should take over: a GET with a `Sec-WebSocket-Key` (RFC 6455 §4.1). Anything else
-    (a POST through an ingress that writes `Connection: upgrade` on every request with an `Upgrade`, a
-    keyless probe) is a plain HTTP request, as Go's net/http serves it."""
-    return scope["method"] == "GET" and any(name == b"sec-websocket-key" for name, _ in scope["headers"])
-
-
-def _uvicorn_http(websocket: bool) -> tuple[Any, str]:
-    """uvicorn's HTTP protocol for the gateway, and its parser's name.
-
-    zttp when installed (its HTTP/2 protocol serves cleartext HTTP/2 with prior knowledge, detected from
-    the connection preface; an `Upgrade: h2c` never switches), else h11. Both hand a request to the
-    WebSocket protocol only when `_is_handshake`: uvicorn's own classes hand over every request with
-    `Upgrade: websocket` + `Connection: upgrade`, and wsproto answers those without a key with 400 and a
-    closed connection before the gateway runs (the Upgrade matrix's cells c2 and d). They also log nothing
-    for the other `Upgrade` requests they serve as plain HTTP (uvicorn warns on each).
-
-    A subclass overriding uvicorn's `_should_upgrade` (uvicorn 0.55); tests/test_upgrade_matrix.py
-    re-measures it with the installed versions.
-    """
-    try:
-        from uvicorn.protocols.http.auto_zttp_impl import AutoZttpProtocol
-        from uvicorn.protocols.http.zttp_impl import ZttpProtocol
-    except ImportError:  # zttp (or a uvicorn with its protocols) is not installed
-        from uvicorn.protocols.http.h11_impl import H11Protocol
-
-        class GatewayH11Protocol(H11Protocol):
-            def _should_upgrade(self) -> bool:
-                upgrade = self._get_upgrade()
-                return websocket and upgrade == b"websocket" and _is_handshake(self.scope)
-
-        return GatewayH11Protocol, "h11"
-
-    class GatewayZttpProtocol(ZttpProtocol):
-        def _should_upgrade(self) -> bool:
-            upgrade = self.conn.upgrade()
-            is_ws = upgrade is not None and upgrade.lower() == b"websocket"
-            return websocket and is_ws and _is_handshake(self.scope)
-
-    class GatewayHttpProtocol(AutoZttpProtocol):
-        """HTTP/2 with prior knowledge when a connection starts with the HTTP/2 preface, else HTTP/1.1."""
-
-        def _switch(self, http2: bool, initial_data: bytes = b"") -> None:
-            if http2:
-                super()._switch(http2, initial_data)
-                return
-            protocol = GatewayZttpProtocol(
-                config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop
-            )
-            self.transport.set_protocol(protocol)
-            protocol.connection_made(self.transport)
-            if initial_data:
-                protocol.data_received(initial_data)
-
-    return GatewayHttpProtocol, "zttp"
-
-
-class _WorkerHeader:
-    """`--worker-header`: every HTTP response carries `X-Gateway-Worker: <pid>` (which worker served it)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.value = str(os.getpid()).encode("ascii")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def tagged(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", ()), (b"x-gateway-worker", self.value)],
-                }
-            await send(message)
-
-        await self.app(scope, receive, tagged)
-
-
-def _served(app: GatewayApp, config: dict[str, Any]) -> Any:
-    """The app to hand to the server: the gateway, `--openapi`'s document, `--worker-header`."""
-    served = with_openapi(app, config)
-    return _WorkerHeader(served) if config.get("worker_header") else served
-
-
-def _watch_parent(config: dict[str, Any]) -> None:
-    """A worker of `--workers`: drain as on SIGTERM once the supervising parent is gone."""
-    parent = config.get("parent_pid")
-    if parent:
-        from .workers import parent_watch
-
-        orphaned = parent_watch(parent, lambda: os.kill(os.getpid(), signal.SIGTERM))
-        asyncio.get_running_loop().call_later(1.0, orphaned)
-
-
-async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket: bool) -> None:
-    import uvicorn  # a serving dependency, only needed by this command
-
-    http, _ = _uvicorn_http(websocket)
-    sock = config.get("socket")
-    loop = asyncio.get_running_loop()
-    app = GatewayApp(config)
-    app.build()
-
-    class Server(uvicorn.Server):
-        """uvicorn, plus: a shutdown signal also ends the gateway's streams at once (uvicorn would wait
-        for them to end by themselves), and the process exits 0 after a graceful shutdown."""
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            loop.call_soon_threadsafe(app.begin_shutdown)
-            super().handle_exit(sig, frame)
-
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            # uvicorn's own shutdown closes WebSocket connections at once (close 1012): first stop
-            # accepting, and let the streams `begin_shutdown` ended send their final status and close
-            # (1001), bounded by the grace period.
-            for listener in self.servers:
-                listener.close()
-            await app.streams_ended()
-            await super().shutdown(sockets)
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # uvicorn's own version re-raises the signal once shut down, ending the process by SIGTERM.
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, self.handle_exit, signum, None)
-            try:
-                yield
-            finally:
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(signum)
-
-    server = Server(
-        uvicorn.Config(
-            _served(app, config),
-            host=host,
-            port=port,
-            http=http,
-            ws="wsproto" if websocket else "none",
-            lifespan="off",
-            root_path=config["root_path"],
-            log_level=config["log_level"],
-            access_log=config["access_log"],
-            server_header=False,
-            # The gateway itself appends the peer to X-Forwarded-For; uvicorn must not replace the peer
-            # with a client-supplied X-Forwarded-For first (it trusts loopback proxies by default).
-            proxy_headers=False,
-            # A backstop: GatewayApp cancels what still runs after the grace period itself.
-            timeout_graceful_shutdown=math.ceil(config["grace_period"]) + 5,
-        )
-    )
-    logging.getLogger("uvicorn.error").addFilter(_QuietUpgrades())
-    _watch_parent(config)
-    try:
-        await server.serve(sockets=[sock] if sock is not None else None)
-    finally:
-        await app.close()
-
-
-class _RootPath:
-    """`--root-path` under granian with uvicorn's meaning: the proxy in front strips the prefix, and the
-    app sees it in `root_path` (and in front of `path`/`raw_path`, as the ASGI spec has it). granian's
-    own `url_path_prefix` expects the prefix in the request instead."""
-
-    def __init__(self, app: Any, root: str) -> None:
-        self.app = app
-        self.root = root
-        self.raw_root = root.encode("latin-1")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope = dict(scope)
-            scope["root_path"] = self.root
-            scope["path"] = self.root + scope["path"]
-            raw = scope.get("raw_path")
-            if raw is not None:
-                scope["raw_path"] = self.raw_root + raw
-        await self.app(scope, receive, send)
-
-
-async def _serve_granian(config: dict[str, Any], host: str, port: int, websocket: bool) -> None:
-    # A serving dependency, only needed by this command. Embedded (granian.server.embed, which granian
-    # calls experimental) rather than granian's own process manager: in this loop the gateway ends its
-    # streams on SIGTERM before granian stops connection I/O, so each stream's final status (and a
-    # WebSocket's close 1001) reaches the client; granian's command stops I/O first.
-    from granian.constants import HTTPModes, Interfaces
-    from granian.log import LogLevels
-    from granian.server.embed import Server
-
-    loop = asyncio.get_running_loop()
-    app = GatewayApp(config)
-    app.build()
-    served = _served(app, config)
-    server: Any = Server(
-        _RootPath(served, config["root_path"]) if config["root_path"] else served,
-        address=host,
-        port=port,
-        interface=Interfaces.ASGINL,  # no lifespan: the app is built above and closed below
-        # auto: HTTP/1.1, and HTTP/2 with prior knowledge (the connection preface); `Upgrade: h2c` never
-        # switches protocols.
-        http=HTTPModes.auto,
-        websockets=websocket,
-        # granian's command defaults (embedded, both are 128): a full accept queue drops connection
-        # attempts (the client retries after a second), and `backpressure` is how many requests and
-        # streams run at once (the others wait unserved): long-lived streams need room.
-        backlog=1024,
-        backpressure=4096,
-        log_level=LogLevels(config["log_level"]),
-        log_access=config["access_log"],
-    )
-    stopping: list[asyncio.Task[None]] = []
-
-    async def stop() -> None:
-        # Streams end at once (their final status goes out); then granian stops accepting, lets the
-        # requests in flight finish and returns from serve(); GatewayApp cancels what still runs after
-        # the grace period.
-        app.begin_shutdown()
-        await app.streams_ended()
-        server.stop()
-
-    def on_signal() -> None:
-        if not stopping:
-            stopping.append(loop.create_task(stop()))
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal)
-    _watch_parent(config)
-    try:
-        await server.serve()
-    finally:
-        await app.close()
-
-
 def _run(main: Any, loop: str) -> None:
     """Run the coroutine `main` on uvloop when installed (`--loop auto`) or asked for, else asyncio's loop.
 
@@ -683,61 +432,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     host, port = _split_host_port(args.listen, 8080)
     if workers > 1:
-        return _supervise(parser, args, argv, server, host, port, workers)
+        return supervise(parser, args, argv, server, host, port, workers)
     if args.listen_fd is not None:  # a worker sharing its parent's listening socket
         config["socket"] = socket.socket(fileno=args.listen_fd)
     elif args.parent_pid is not None and server == "uvicorn":  # a worker on its own SO_REUSEPORT socket
         config["socket"] = bind_listener(host, port, reuse_port=True, listen=True)
-    serve = _serve_granian if server == "granian" else _serve_uvicorn
+    from .servers import serve_granian, serve_uvicorn
+
+    serve = serve_granian if server == "granian" else serve_uvicorn
     _run(serve(config, host, port, websocket), args.loop)
     return 0
-
-
-def _supervise(
-    parser: argparse.ArgumentParser,
-    args: argparse.Namespace,
-    argv: list[str] | None,
-    server: str,
-    host: str,
-    port: int,
-    workers: int,
-) -> int:
-    """`--workers N` > 1: bind, then run N copies of this command as supervised workers (workers.py)."""
-    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    reuse = reuse_port_balances() if args.worker_socket == "auto" else args.worker_socket == "reuseport"
-    if reuse and not reuse_port_balances():
-        parser.error("--worker-socket reuseport needs SO_REUSEPORT load balancing (Linux)")
-    if not reuse and server == "granian":
-        # granian binds its own SO_REUSEPORT socket; it cannot serve an inherited one.
-        parser.error("--workers with granian needs SO_REUSEPORT load balancing (Linux): use --server uvicorn")
-    try:
-        # With SO_REUSEPORT this socket only holds the port (never listening, so it gets no connections);
-        # without, it is the one listening socket the workers inherit.
-        holder = bind_listener(host, port, reuse_port=reuse, listen=not reuse)
-    except OSError as err:
-        parser.error(f"--listen {host}:{port}: {err.strerror or err}")
-    port = holder.getsockname()[1]
-    script = str(Path(sys.argv[0]).resolve()) if sys.argv and sys.argv[0].endswith(".py") else None
-    base = [sys.executable, script] if script else [sys.executable, "-m", "pygateway_runtime.serve"]
-    own = list(sys.argv[1:] if argv is None else argv)
-    # argparse keeps the last value of an option: these override the parent's own.
-    extra = ["--workers", "1", "--listen", f"{host}:{port}", "--parent-pid", str(os.getpid())]
-    if not reuse:
-        extra += ["--listen-fd", str(holder.fileno())]
-    logging.getLogger("pygateway").info(
-        "%d workers (%s) on http://%s:%d (%s)",
-        workers,
-        server,
-        host,
-        port,
-        "SO_REUSEPORT" if reuse else "one inherited socket",
-    )
-    supervisor = Supervisor(workers, lambda index: [*base, *own, *extra], () if reuse else (holder.fileno(),))
-    try:
-        return supervisor.run()
-    finally:
-        holder.close()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Workers watch their parent and drain by themselves when it disappears. Only the 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -27,9 +28,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 
-__all__ = ["Supervisor", "bind_listener", "parse_workers", "reuse_port_balances", "usable_cores"]
+__all__ = [
+    "Supervisor",
+    "bind_listener",
+    "parse_workers",
+    "reuse_port_balances",
+    "supervise",
+    "usable_cores",
+]
 
 LOG = logging.getLogger("pygateway")
 
@@ -192,3 +201,50 @@ def parent_watch(
         asyncio.get_running_loop().call_later(interval, check)
 
     return check
+
+
+def supervise(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    server: str,
+    host: str,
+    port: int,
+    workers: int,
+) -> int:
+    """`--workers N` > 1: bind, then run N copies of the serve command as supervised workers."""
+    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    reuse = reuse_port_balances() if args.worker_socket == "auto" else args.worker_socket == "reuseport"
+    if reuse and not reuse_port_balances():
+        parser.error("--worker-socket reuseport needs SO_REUSEPORT load balancing (Linux)")
+    if not reuse and server == "granian":
+        # granian binds its own SO_REUSEPORT socket; it cannot serve an inherited one.
+        parser.error("--workers with granian needs SO_REUSEPORT load balancing (Linux): use --server uvicorn")
+    try:
+        # With SO_REUSEPORT this socket only holds the port (never listening, so it gets no connections);
+        # without, it is the one listening socket the workers inherit.
+        holder = bind_listener(host, port, reuse_port=reuse, listen=not reuse)
+    except OSError as err:
+        parser.error(f"--listen {host}:{port}: {err.strerror or err}")
+    port = holder.getsockname()[1]
+    script = str(Path(sys.argv[0]).resolve()) if sys.argv and sys.argv[0].endswith(".py") else None
+    base = [sys.executable, script] if script else [sys.executable, "-m", "pygateway_runtime.serve"]
+    own = list(sys.argv[1:] if argv is None else argv)
+    # argparse keeps the last value of an option: these override the parent's own.
+    extra = ["--workers", "1", "--listen", f"{host}:{port}", "--parent-pid", str(os.getpid())]
+    if not reuse:
+        extra += ["--listen-fd", str(holder.fileno())]
+    logging.getLogger("pygateway").info(
+        "%d workers (%s) on http://%s:%d (%s)",
+        workers,
+        server,
+        host,
+        port,
+        "SO_REUSEPORT" if reuse else "one inherited socket",
+    )
+    supervisor = Supervisor(workers, lambda index: [*base, *own, *extra], () if reuse else (holder.fileno(),))
+    try:
+        return supervisor.run()
+    finally:
+        holder.close()
