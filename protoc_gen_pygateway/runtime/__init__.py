@@ -20,7 +20,14 @@ from __future__ import annotations
 
 from .app import Gateway, combine
 from .asgi import Event, Handler, Metadata, Receive, Scope, Send
-from .errors import HTTP_STATUS, ClientDisconnectedError, HttpError, bad_request, error_body
+from .channels import ChannelSource, LazyChannel, upstream_channel
+from .errors import (
+    HTTP_STATUS,
+    ClientDisconnectedError,
+    HttpError,
+    bad_request,
+    error_body,
+)
 from .jsonfast import (
     FastDecoder,
     enum_names,
@@ -78,6 +85,7 @@ __all__ = [
     "NOTHING_BOUND",
     "SINGLE",
     "Capture",
+    "ChannelSource",
     "ClientDisconnectedError",
     "Event",
     "FastDecoder",
@@ -87,6 +95,7 @@ __all__ = [
     "HeaderPolicy",
     "HttpError",
     "JsonStyle",
+    "LazyChannel",
     "Metadata",
     "Receive",
     "Request",
@@ -139,5 +148,6 @@ __all__ = [
     "segments",
     "server_stream_call",
     "unary_call",
+    "upstream_channel",
     "websocket_call",
 ]

@@ -15,6 +15,7 @@ import grpc.aio
 from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from .asgi import logger
+from .channels import LazyChannel
 from .errors import ClientDisconnectedError, HttpError
 from .lifecycle import _SHUTDOWN_TEXT
 from .options import GatewayOptions
@@ -25,7 +26,6 @@ from .websocket import _refuse
 if TYPE_CHECKING:
     from .asgi import Receive, Scope, Send
     from .lifecycle import _Stop
-    from .options import GatewayOptions
     from .routing import Route
 
 
@@ -33,9 +33,18 @@ class Gateway:
     """The ASGI app: one routing loop over every route, 404/405 from what matched partially."""
 
     def __init__(
-        self, routes: Iterable[Route], max_body_bytes: int, options: GatewayOptions | None = None
+        self,
+        routes: Iterable[Route],
+        max_body_bytes: int,
+        options: GatewayOptions | None = None,
+        *,
+        channels: Iterable[grpc.aio.Channel] = (),
     ) -> None:
         options = options or GatewayOptions()
+        #: The channels the routes call: the LazyChannels among them (create_app("host:port") or a
+        #: function) are opened on lifespan.startup and closed on lifespan.shutdown; channels passed in
+        #: by the caller stay the caller's.
+        self.channels: tuple[grpc.aio.Channel, ...] = tuple(dict.fromkeys(channels))
         self.options = options
         self.max_body_bytes = options.max_body_bytes or max_body_bytes
         # Generation computed each route's rank: literal before `*` before `**`, verbs first. Stable
@@ -90,7 +99,7 @@ class Gateway:
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, [c for c in self.channels if isinstance(c, LazyChannel)])
 
     def resolve(self, method: str | None, path: str) -> tuple[Route, list[str]] | list[str]:
         """The route and raw captures for a request, or the methods the path allows (empty: 404).
@@ -148,7 +157,7 @@ class Gateway:
             await request.send_error(503, code_pb2.UNAVAILABLE, f"{_SHUTDOWN_TEXT}: grace period over")
         except grpc.aio.AioRpcError as err:  # raised outside a call helper: still a gRPC status
             await request.send_rpc_error(err, None, None)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug of ours: logged with its traceback, the client gets a 500
             logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             await request.send_error(500, code_pb2.INTERNAL, "internal gateway error")
 
@@ -167,7 +176,7 @@ class Gateway:
         assert route.websocket is not None
         try:
             await route.websocket(request)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug of ours: logged with its traceback, the client gets 1011
             logger.exception("unhandled error in WebSocket %s", scope.get("path"))
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": 1011})
@@ -183,12 +192,16 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Receive, send: Send, lazy: list[LazyChannel]) -> None:
     while True:
         message_ = await receive()
         if message_["type"] == "lifespan.startup":
+            for channel in lazy:  # opened in the serving loop, before the first request
+                channel.channel()
             await send({"type": "lifespan.startup.complete"})
         elif message_["type"] == "lifespan.shutdown":
+            for channel in lazy:
+                await channel.close(None)
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -199,7 +212,8 @@ def combine(*apps: Gateway, options: GatewayOptions | None = None) -> Gateway:
         raise ValueError("combine() needs at least one gateway")
     routes = [route for app in apps for route in app.routes]
     max_body = max(app.max_body_bytes for app in apps)
-    combined = Gateway(routes, max_body, options or apps[0].options)
+    channels = [channel for app in apps for channel in app.channels]
+    combined = Gateway(routes, max_body, options or apps[0].options, channels=channels)
     for app in apps:  # one shutdown for all: the parts' routes are served by `combined` now
         combined._linked.append(app)
         app._linked.append(combined)
