@@ -1,6 +1,7 @@
-"""The serve command speaks cleartext HTTP/2 with prior knowledge under both servers (`curl
---http2-prior-knowledge`, Debian's curl), streams included, while an `Upgrade: h2c` request (`curl --http2`)
-is answered as plain HTTP/1.1, never switched."""
+"""The serve command's default for modules with WebSocket routes (uvicorn, the gateway's zttp protocol)
+speaks cleartext HTTP/2 with prior knowledge (`curl --http2-prior-knowledge`, Debian's curl), streams
+included; granian is served HTTP/1.1 only (its `auto` mode resets connections after its own 400s). Under
+every configuration an `Upgrade: h2c` request (`curl --http2`) is answered as plain HTTP/1.1."""
 
 from __future__ import annotations
 
@@ -36,15 +37,23 @@ def _curl(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_prior_knowledge_unary(server: GatewayServer) -> None:
+H2 = {"default"}
+
+
+def test_prior_knowledge_unary(server: GatewayServer, request: pytest.FixtureRequest) -> None:
     result = _curl("--http2-prior-knowledge", server.url + BOOK)
+    if request.node.callspec.params["server"] not in H2:
+        assert result.returncode != 0 or not result.stdout.endswith("2 200"), result.stdout
+        return
     assert result.returncode == 0, result.stderr
     body, status = result.stdout.rsplit("\n", 1)
     assert status == "2 200", result.stdout
     assert '"title":"Dune"' in body.replace(" ", "")
 
 
-def test_prior_knowledge_stream(server: GatewayServer) -> None:
+def test_prior_knowledge_stream(server: GatewayServer, request: pytest.FixtureRequest) -> None:
+    if request.node.callspec.params["server"] not in H2:
+        pytest.skip("granian is served HTTP/1.1 only")
     result = _curl("--http2-prior-knowledge", "-N", server.url + WATCH)
     assert result.returncode == 0, result.stderr
     body, status = result.stdout.rsplit("\n", 1)

@@ -814,8 +814,14 @@ the others it runs granian embedded without WebSocket. It is asserted to behave 
 protos, whose FeedService has WebSocket routes: `uvicorn-embedded-ws`). `default-no-ws` is the serve
 command with `--websocket off`: asserted like the `granian` row. `--server granian` with WebSocket routes
 is the `granian-embedded-ws` row: granian decides in its Rust core that such a request is a handshake and
-answers a keyless one with its own 400 before the app runs; no granian setting changes that (see
-docs/upgrade-matrix-choice.md for the candidates measured and the trade-off).
+answers a keyless one with its own 400 before the app runs; no granian setting changes that.
+
+**The trade-off** (measured; details and every candidate in docs/serving.md): granian cannot be told to
+serve keyless `Upgrade: websocket` requests as HTTP, so the default for WebSocket modules moved to uvicorn
+with the gateway's own HTTP protocol class (a subclass of uvicorn's zttp protocol; h11 without zttp), at
+about granian's CPU per request with zttp (+35 % with h11). It relies on uvicorn's private
+`_should_upgrade`, which this matrix re-checks on every run; zttp is a young parser; and a valid
+handshake to a unary route ends with uvicorn closing the connection after the 404 (granian kept it).
 `nginx-X` is nginx with
 ingress-nginx's settings (`proxy_http_version 1.1`, `Upgrade $http_upgrade`, `Connection
 $connection_upgrade` from `map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}`,

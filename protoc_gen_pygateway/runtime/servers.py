@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .asgi import Receive, Scope, Send
+from .errors import error_body
 from .serve import GatewayApp, with_openapi
 
 
@@ -64,7 +65,35 @@ def _uvicorn_http(websocket: bool) -> tuple[Any, str]:
 
         return GatewayH11Protocol, "h11"
 
+    import zttp
+
     class GatewayZttpProtocol(ZttpProtocol):
+        def data_received(self, data: bytes) -> None:
+            # uvicorn's own version answers every parse error with a text/plain 400. zttp refuses a request
+            # target over 16 KiB and a header section over 64 KiB (fixed limits): say so as the gateway
+            # would, 414/431 with a google.rpc.Status body (RESOURCE_EXHAUSTED).
+            self._unset_keepalive_if_required()
+            try:
+                self.handle_events(self.conn.receive_event(data))
+            except zttp.RemoteProtocolError as err:
+                if "size limit" not in str(err):
+                    self.handle_remote_protocol_error()
+                    return
+                line_too_long = b"\r\n" not in data[: 16 * 1024 + 16]
+                status = 414 if line_too_long else 431
+                what = "request target longer than 16 KiB" if line_too_long else "header section over 64 KiB"
+                body = error_body(8, f"{what} (the HTTP server's limit)")
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                    (b"connection", b"close"),
+                ]
+                self.conn.send_response(status, headers)
+                self.conn.send_data(body)
+                self.conn.end_message()
+                self.transport.write(self.conn.data_to_send())
+                self.transport.close()
+
         def _should_upgrade(self) -> bool:
             upgrade = self.conn.upgrade()
             is_ws = upgrade is not None and upgrade.lower() == b"websocket"
@@ -230,9 +259,9 @@ async def serve_granian(config: dict[str, Any], host: str, port: int, websocket:
         address=host,
         port=port,
         interface=Interfaces.ASGINL,  # no lifespan: the app is built above and closed below
-        # auto: HTTP/1.1, and HTTP/2 with prior knowledge (the connection preface); `Upgrade: h2c` never
-        # switches protocols.
-        http=HTTPModes.auto,
+        # HTTP/1.1 only: granian's `auto` (HTTP/2 by prior knowledge) resets the connection after its own
+        # 400 to a malformed request, so the client often loses that answer (tests/test_bad_input.py).
+        http=HTTPModes.http1,
         websockets=websocket,
         # granian's command defaults (embedded, both are 128): a full accept queue drops connection
         # attempts (the client retries after a second), and `backpressure` is how many requests and
