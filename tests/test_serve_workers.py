@@ -129,7 +129,8 @@ def test_two_workers_both_serve_and_a_killed_one_comes_back(supervised: Supervis
     assert _parent(new) == supervised.process.pid
 
 
-def test_sigterm_drains_every_worker_and_the_parent_exits_0(supervised: Supervised) -> None:
+@pytest.mark.parametrize("how", ["SIGTERM to the parent", "SIGINT to the group (Ctrl-C)"])
+def test_sigterm_drains_every_worker_and_the_parent_exits_0(supervised: Supervised, how: str) -> None:
     # Streams on different workers: open connections until both PIDs hold one.
     streams: dict[int, RawStream] = {}
     for _ in range(40):
@@ -147,7 +148,10 @@ def test_sigterm_drains_every_worker_and_the_parent_exits_0(supervised: Supervis
             break
     assert len(streams) == 2, streams
     started = time.monotonic()
-    os.kill(supervised.process.pid, signal.SIGTERM)
+    if how.startswith("SIGTERM"):
+        os.kill(supervised.process.pid, signal.SIGTERM)
+    else:
+        os.killpg(supervised.process.pid, signal.SIGINT)
     for pid, stream in streams.items():
         last = None
         while (line := stream.line()) is not None:
@@ -160,7 +164,7 @@ def test_sigterm_drains_every_worker_and_the_parent_exits_0(supervised: Supervis
     assert time.monotonic() - started < 10
     assert _group(supervised.process.pid) == [], "workers outlived the parent"
     log = supervised.log.read_text()
-    assert "SIGTERM: stopping 2 worker(s)" in log and "Traceback" not in log, log
+    assert f"{how.split()[0]}: stopping 2 worker(s)" in log and "Traceback" not in log, log
 
 
 def test_bad_workers_value_is_a_usage_error(gen_dir: Path) -> None:

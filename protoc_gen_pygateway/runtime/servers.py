@@ -146,6 +146,16 @@ def _served(app: GatewayApp, config: dict[str, Any]) -> Any:
     return _WorkerHeader(served) if config.get("worker_header") else served
 
 
+def _stop_signals(config: dict[str, Any]) -> tuple[int, ...]:
+    """The signals that start a graceful shutdown. A worker of `--workers` ignores SIGINT: Ctrl-C reaches
+    the whole process group, and the parent passes it on as SIGTERM (uvicorn would take a second signal
+    for an immediate exit)."""
+    if config.get("parent_pid"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return (signal.SIGTERM,)
+    return (signal.SIGINT, signal.SIGTERM)
+
+
 def _watch_parent(config: dict[str, Any]) -> None:
     """A worker of `--workers`: drain as on SIGTERM once the supervising parent is gone."""
     parent = config.get("parent_pid")
@@ -185,12 +195,12 @@ async def serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket:
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             # uvicorn's own version re-raises the signal once shut down, ending the process by SIGTERM.
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in _stop_signals(config):
                 loop.add_signal_handler(signum, self.handle_exit, signum, None)
             try:
                 yield
             finally:
-                for signum in (signal.SIGINT, signal.SIGTERM):
+                for signum in _stop_signals(config):
                     loop.remove_signal_handler(signum)
 
     server = Server(
@@ -285,7 +295,7 @@ async def serve_granian(config: dict[str, Any], host: str, port: int, websocket:
         if not stopping:
             stopping.append(loop.create_task(stop()))
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _stop_signals(config):
         loop.add_signal_handler(signum, on_signal)
     _watch_parent(config)
     try:
