@@ -219,7 +219,7 @@ FORBIDDEN = ("protoc_gen_pygateway", "jinja2", "markupsafe")
 
 
 #: ASGI servers: only the serve command imports them, and only inside a function (when serving).
-SERVERS = ("uvicorn", "granian")
+SERVERS = ("uvicorn", "granian", "zttp")
 
 
 def _enclosing_function(tree_: ast.Module, node: ast.AST) -> bool:

@@ -44,7 +44,11 @@ class Gateway:
         #: The channels the routes call: the LazyChannels among them (create_app("host:port") or a
         #: function) are opened on lifespan.startup and closed on lifespan.shutdown; channels passed in
         #: by the caller stay the caller's.
-        self.channels: tuple[grpc.aio.Channel, ...] = tuple(dict.fromkeys(channels))
+        unique: list[grpc.aio.Channel] = []
+        for channel in channels:  # by identity: channels need not be hashable
+            if not any(channel is seen for seen in unique):
+                unique.append(channel)
+        self.channels: tuple[grpc.aio.Channel, ...] = tuple(unique)
         self.options = options
         self.max_body_bytes = options.max_body_bytes or max_body_bytes
         # Generation computed each route's rank: literal before `*` before `**`, verbs first. Stable

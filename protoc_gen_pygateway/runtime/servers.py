@@ -69,9 +69,10 @@ def _uvicorn_http(websocket: bool) -> tuple[Any, str]:
 
     class GatewayZttpProtocol(ZttpProtocol):
         def data_received(self, data: bytes) -> None:
-            # uvicorn's own version answers every parse error with a text/plain 400. zttp refuses a request
-            # target over 16 KiB and a header section over 64 KiB (fixed limits): say so as the gateway
-            # would, 414/431 with a google.rpc.Status body (RESOURCE_EXHAUSTED).
+            # uvicorn's own version answers every parse error with a text/plain 400. zttp refuses a head
+            # over 16 KiB or with more than 100 header fields (fixed limits; granian's hyper has the same
+            # field limit): say so as the gateway would, 414/431 with a google.rpc.Status body
+            # (RESOURCE_EXHAUSTED).
             self._unset_keepalive_if_required()
             try:
                 self.handle_events(self.conn.receive_event(data))
@@ -81,7 +82,11 @@ def _uvicorn_http(websocket: bool) -> tuple[Any, str]:
                     return
                 line_too_long = b"\r\n" not in data[: 16 * 1024 + 16]
                 status = 414 if line_too_long else 431
-                what = "request target longer than 16 KiB" if line_too_long else "header section over 64 KiB"
+                what = (
+                    "request target longer than 16 KiB"
+                    if line_too_long
+                    else "request head over 16 KiB or 100 header fields"
+                )
                 body = error_body(8, f"{what} (the HTTP server's limit)")
                 headers = [
                     (b"content-type", b"application/json"),
