@@ -43,6 +43,9 @@ class Supervised:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
+        #: one inherited socket: the kernel wakes any waiting worker, often the same one, so streams may
+        #: all land on one worker (SO_REUSEPORT spreads them by connection hash)
+        self.shared = "shared" in extra
         argv = [sys.executable, str(gen / "pygateway_serve.py"), "--upstream", f"127.0.0.1:{upstream_port}"]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--workers", "2", "--worker-header", *extra]
         with log.open("ab") as out:
@@ -146,7 +149,7 @@ def test_sigterm_drains_every_worker_and_the_parent_exits_0(supervised: Supervis
         streams[pid] = stream
         if len(streams) == 2:
             break
-    assert len(streams) == 2, streams
+    assert len(streams) == 2 or (supervised.shared and streams), streams
     started = time.monotonic()
     if how.startswith("SIGTERM"):
         os.kill(supervised.process.pid, signal.SIGTERM)
