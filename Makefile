@@ -56,6 +56,9 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP) ## ours vs Go grpc-gateway + FastAPI/raw ASGI: CPU/req, streams, RSS, codegen (~6 min; BENCH_ARGS=--quick)
 	timeout 900 $(PY) -m bench.run $(BENCH_ARGS)
 
+bench-workers: $(BENCH_STAMP) ## the serve command with --workers 1 and 2 in one run: req/s, p99, CPU/req (~1 min)
+	timeout 600 $(PY) -m bench.workers $(BENCH_ARGS)
+
 lint: $(STAMP) ## ruff + mypy --strict on the plugin, demo and tests
 	$(VENV)/bin/ruff check protoc_gen_pygateway demo tests
 	$(VENV)/bin/ruff format --check protoc_gen_pygateway demo tests

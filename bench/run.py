@@ -1,17 +1,17 @@
 """`make bench`: the generated gateway against Go grpc-gateway and hand-written Python gateways, in one run.
 
     python -m bench.run [--quick] [--runs 3] [--duration 5] [--only http,stream,rss,codegen]
-                        [--gateways ours,ours-granian,ours-h11,fastapi,raw,go] [--upstream auto|go|python]
+                        [--gateways ours,ours-granian,ours-granian-ws,fastapi,raw,go] [--upstream auto|go|python]
 
 Upstream: the Go gRPC backend of ../shared/anchors/grpc-gateway-go (built into .work/anchor when its
 toolchain is installed: `build.sh --install-deps` there installs it), else a grpc.aio backend
 (bench/echo_backend.py); the table says which. All gateways run at once against that one upstream, each in
 its own process group on its own loopback port:
 
-  ours          python -m pygateway_serve with default options (embedded granian on uvloop, WebSocket on
-                because the bench service streams)
-  ours-granian  the same with --websocket off (as for modules without streams)
-  ours-h11      the same with --server uvicorn (h11 + wsproto, the alternative server)
+  ours          python -m pygateway_serve with default options (the bench service streams, so WebSocket is
+                on: uvicorn with the gateway's zttp protocol + wsproto, on uvloop)
+  ours-granian  the same with --websocket off (embedded granian, as for modules without streams)
+  ours-granian-ws  the same with --server granian (embedded granian + WebSocket, the previous default)
   fastapi, raw  bench/baselines/: FastAPI + json_format, and the leanest raw ASGI handler; uvicorn's
                 defaults (httptools + uvloop), access log off
   raw-granian   the same raw handler on the serve command's server (bench/baselines/embedded.py: embedded
@@ -72,7 +72,9 @@ GET_PATH = "/v1/echo/abc"
 STREAM_COUNT = 100_000
 HOLD_STREAMS = 1000
 HOLD_PATH = "/v1/stream/120?interval_ms=1000"
-ALL_GATEWAYS = ("ours", "ours-metrics", "ours-granian", "ours-h11", "fastapi", "raw", "raw-granian", "server", "go")
+ALL_GATEWAYS = (
+    "ours", "ours-metrics", "ours-granian", "ours-granian-ws", "fastapi", "raw", "raw-granian", "server", "go"
+)
 STREAM_GATEWAYS = RSS_GATEWAYS = ("ours", "ours-granian", "go")
 BASELINES = ("go", "fastapi", "raw")  # the ratio columns
 T0 = time.monotonic()
@@ -276,9 +278,7 @@ class Gateway:
             raise
         if self.key.startswith("ours") and "→" not in self.label:  # the server `auto` picked, from the log
             text = proc.log.read_text(errors="replace").rsplit("=====", 1)[-1].lower()
-            server = (
-                "granian (embedded)" if "granian" in text else "uvicorn h11" if "uvicorn" in text else "?"
-            )
+            server = "granian (embedded)" if "granian" in text else "uvicorn" if "uvicorn" in text else "?"
             ws = (" + wsproto" if "uvicorn" in server else " + WebSocket") if self.websocket else ""
             self.label += f" → {server}{ws}"
         return proc
@@ -304,7 +304,7 @@ def gateways(gen: Path, upstream: str, go_dir: Path | None) -> dict[str, Gateway
         # The shipped configuration with Prometheus metrics on (issue 14: at most 5 us more per request).
         Gateway("ours-metrics", "ours, default + --metrics", ours("--metrics"), ws_routes),
         Gateway("ours-granian", "ours, --websocket off", ours("--websocket", "off")),
-        Gateway("ours-h11", "ours, --server uvicorn", ours("--server", "uvicorn"), ws_routes),
+        Gateway("ours-granian-ws", "ours, --server granian", ours("--server", "granian"), ws_routes),
         Gateway("fastapi", "FastAPI + json_format (uvicorn httptools+uvloop)", baseline("naive_fastapi")),
         Gateway("raw", "raw ASGI handler (uvicorn httptools+uvloop)", baseline("raw_asgi")),
         Gateway("raw-granian", "raw ASGI handler (embedded granian + WebSocket, uvloop)", embedded("raw_asgi")),

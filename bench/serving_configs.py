@@ -138,6 +138,10 @@ CONFIGS = {
     "uvicorn-zttp-wsnone": uvicorn_cmd("zttp", "none"),
     "granian-h1-nows": granian_cmd(False),
     "granian-h1-ws": granian_cmd(True),
+    # issue 16 §2 candidates: WebSocket only for real handshakes (tests/upgrade_candidates.py)
+    "uvicorn-h11keyless-wsproto": uvicorn_cmd("tests.upgrade_candidates:KeylessH11", "wsproto"),
+    "uvicorn-zttpkeyless-wsproto": uvicorn_cmd("tests.upgrade_candidates:KeylessZttp", "wsproto"),
+    "uvicorn-zttpkeyless-h2-wsproto": uvicorn_cmd("tests.upgrade_candidates:KeylessAutoZttp", "wsproto"),
     "shipped": None,  # filled in with the upstream
     "shipped-log-warning": None,  # the same with --log-level warning (uvicorn's access log off)
 }

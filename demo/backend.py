@@ -577,10 +577,12 @@ async def start_backend(
     store: Store | None = None,
     recorder: Recorder | None = None,
     tls: tuple[bytes, bytes] | None = None,
+    client_ca: bytes | None = None,
 ) -> tuple[grpc.aio.Server, int, Recorder]:
     """Start the shop services and FeedService on `host:port` (0 picks a free port); returns the server,
     bound port, recorder. `tls` = (private key PEM, certificate chain PEM) serves TLS instead of
-    plaintext."""
+    plaintext; with `client_ca` (PEM roots) too, clients must present a certificate it signed (mutual
+    TLS)."""
     from demo.feed_backend import add_feed_service  # imports this module: not at the top
 
     store = Store() if store is None else store
@@ -597,7 +599,10 @@ async def start_backend(
     if tls is None:
         bound = server.add_insecure_port(f"{host}:{port}")
     else:
-        bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([tls]))
+        credentials = grpc.ssl_server_credentials(
+            [tls], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
+        bound = server.add_secure_port(f"{host}:{port}", credentials)
     if bound == 0:
         raise RuntimeError(f"could not bind {host}:{port}")
     await server.start()

@@ -1,10 +1,10 @@
 """`make demo`: the example backend and the generated gateway in one process, with real requests shown.
 
 Starts the in-memory bookshop gRPC backend (grpc.aio) on a loopback port, serves the gateway modules
-generated into GEN (the services of testdata's shop.proto and feed.proto, combined into one ASGI app)
-with uvicorn in the shipped configuration (h11; WebSocket by wsproto, as feed.proto streams), sends a
-tour of requests with httpx and prints each request and reply: unary calls, a server stream (NDJSON
-and SSE), client and bidi streams. Then it keeps serving for curl until Ctrl-C, unless --once.
+generated into GEN (the services of testdata's shop.proto and feed.proto) with the serve command as
+shipped (`python GEN/pygateway_serve.py`, its default server choice), sends a tour of requests with httpx
+and prints each as a curl line that works when pasted, with its reply: unary calls, a server stream
+(NDJSON and SSE), client and bidi streams. Then it keeps serving for curl until Ctrl-C, unless --once.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shlex
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
-import uvicorn
 
 TOUR: list[tuple[str, str, dict[str, Any], str]] = [
     ("GET", "/v1/shelves/fiction/books/dune", {}, "get a book (nested path variable)"),
@@ -91,26 +93,48 @@ TOUR: list[tuple[str, str, dict[str, Any], str]] = [
 ]
 
 
+def curl_line(method: str, url: str, headers: dict[str, str], content: bytes, stream: bool) -> str:
+    """The curl command (POSIX shell syntax) that sends what the tour sent, working when pasted.
+
+    NDJSON bodies keep their newlines: printf writes one line per message into curl's `--data-binary @-`
+    (`-d` would drop them, and a `\\n` written inside single quotes is sent as a backslash and an n).
+    """
+    parts = [
+        "curl",
+        *(["-N"] if stream else []),
+        *([] if method == "GET" else ["-X", method]),
+        shlex.quote(url),
+    ]
+    for name, value in headers.items():
+        parts += ["-H", shlex.quote(f"{name}: {value}")]
+    if not content:
+        return " ".join(parts)
+    lines = content.decode().split("\n")
+    if len(lines) > 2 or (len(lines) == 2 and lines[1]):  # several lines: one printf argument per line
+        body_lines = [line for line in lines if line]
+        printf = "printf '%s\\n' " + " ".join(shlex.quote(line) for line in body_lines)
+        return printf + " | " + " ".join([*parts, "--data-binary", "@-"])
+    return " ".join([*parts, "--data-binary", shlex.quote(content.decode())])
+
+
 def _show(response: httpx.Response, note: str, sent: dict[str, str]) -> None:
     request = response.request
-    print(f"\n# {note}")
-    print(f"$ curl -X {request.method} '{request.url}'", end="")
-    for name, value in sent.items():
-        print(f" -H '{name}: {value}'", end="")
-    typed = "content-type" in {name.lower() for name in sent}
-    if request.content and "content-type" in request.headers and not typed:
+    headers = dict(sent)
+    if request.content and "content-type" not in {name.lower() for name in sent}:
         # curl -d alone sends a form type, which the gateway refuses (415).
-        print(f" -H 'Content-Type: {request.headers['content-type']}'", end="")
-    if request.content:
-        print(" -d '" + request.content.decode().replace("\n", "\\n") + "'", end="")
-    print()
+        headers["Content-Type"] = request.headers["content-type"]
+    streamed = response.headers.get("content-type", "").startswith(
+        ("application/x-ndjson", "text/event-stream")
+    )
+    print(f"\n# {note}")
+    print("$ " + curl_line(request.method, str(request.url), headers, request.content, streamed))
     shown = [
         f"{k}: {v}"
         for k, v in response.headers.items()
         if k.startswith("grpc-") or (k in ("allow", "content-type") and "json" not in v)
     ]
     print(f"HTTP {response.status_code}  " + "  ".join(shown))
-    if response.headers.get("content-type", "").startswith(("application/x-ndjson", "text/event-stream")):
+    if streamed:
         print(response.text[:1500].rstrip())  # streams: shown as framed on the wire
         return
     try:
@@ -119,55 +143,52 @@ def _show(response: httpx.Response, note: str, sent: dict[str, str]) -> None:
         print(response.text[:1500])
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    import pygateway_runtime
-    from shop.v1 import feed_pb2_gateway_feed_service as feed_gateway
-    from shop.v1 import shop_pb2_gateway_shelf_admin_service as admin_gateway
-    from shop.v1 import shop_pb2_gateway_shop_service as shop_gateway
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the serve command exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise SystemExit(f"the serve command did not answer at {url} within {timeout:.0f} s")
 
+
+async def main_async(args: argparse.Namespace) -> None:
     from demo.backend import start_backend  # needs GEN on sys.path
 
+    gen = Path(args.gen).resolve()
     server, backend_port, _ = await start_backend("127.0.0.1", args.backend_port)
     print(f"backend (grpc.aio) listening on 127.0.0.1:{backend_port}")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{backend_port}")
-    app = pygateway_runtime.combine(
-        shop_gateway.create_app(channel), admin_gateway.create_app(channel), feed_gateway.create_app(channel)
-    )
-    document = Path(args.gen) / "openapi.json"  # make generate merges shop's and feed's documents
-    if document.exists():  # served as `pygateway_serve --openapi gen/openapi.json` would serve it
-        from pygateway_runtime import serve
-
-        app = serve.OpenApiDocument(app, str(document), "")
-    # The shipped configuration: h11; WebSocket (wsproto) because the feed service streams.
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=args.port, http="h11", ws="wsproto", log_level="warning"
-    )
-    gateway = uvicorn.Server(config)
-    serving = asyncio.create_task(gateway.serve())
-    while not gateway.started:
-        if serving.done():
-            await serving  # raises what startup raised
-        await asyncio.sleep(0.05)
-    print(f"gateway (uvicorn h11) listening on http://127.0.0.1:{args.port}")
+    # The gateway exactly as shipped: the serve command with its default server choice.
+    argv = [sys.executable, str(gen / "pygateway_serve.py"), "--upstream", f"127.0.0.1:{backend_port}"]
+    argv += ["--listen", f"127.0.0.1:{args.port}", "--log-level", "warning"]
+    document = gen / "openapi.json"  # make generate merges shop's and feed's documents
+    if document.exists():
+        argv += ["--openapi", str(document)]
+    gateway = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{args.port}"
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{args.port}", timeout=10) as client:
+        await asyncio.to_thread(_wait_ready, base + "/", gateway)
+        print(f"gateway: {' '.join(shlex.quote(part) for part in argv[1:])}  (the serve command's defaults)")
+        print(f"gateway listening on {base}")
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             for method, path, kwargs, note in TOUR:
                 _show(await client.request(method, path, **kwargs), note, kwargs.get("headers", {}))
         if not args.once:
-            print(f"\nServing on http://127.0.0.1:{args.port} — try:")
-            print(f"  curl http://127.0.0.1:{args.port}/v1/shelves/fiction/books")
-            print(
-                f"  curl -N 'http://127.0.0.1:{args.port}/v1/shelves/fiction/events:watch?count=10&intervalMs=500'"
-            )
+            print(f"\nServing on {base} — paste any curl line above, or try:")
+            print(f"  curl {base}/v1/shelves/fiction/books")
+            print(f"  curl -N '{base}/v1/shelves/fiction/events:watch?count=10&intervalMs=500'")
             if document.exists():
-                print(f"  curl http://127.0.0.1:{args.port}/openapi.json   # the OpenAPI 3.1 document")
-            print("Ctrl-C to stop.")
-            await serving
+                print(f"  curl {base}/openapi.json   # the OpenAPI 3.1 document")
+            print("Ctrl-C to stop.", flush=True)
+            await asyncio.to_thread(gateway.wait)
     finally:
-        gateway.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
-        await channel.close(None)
+        if gateway.poll() is None:
+            gateway.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(gateway.wait, 20)
         await server.stop(0)
 
 

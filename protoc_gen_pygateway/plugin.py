@@ -6,6 +6,7 @@ protoc: problems in the input become CodeGeneratorResponse.error.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from google.api import annotations_pb2  # registers google.api.http so MethodOptions parse it
@@ -57,15 +58,41 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
     return response
 
 
+USAGE = """\
+usage: protoc-gen-pygateway [--version | --include-path | --help]
+
+Run by protoc (or buf) as a plugin: protoc -I PROTOS -I "$(protoc-gen-pygateway --include-path)" \\
+    --python_out=gen --pygateway_out=gen PROTOS/pkg/v1/file.proto   (the output directory must exist)
+
+  --version       print the version
+  --include-path  print protoc's -I for google/api/annotations.proto and http.proto (googleapis-common-
+                  protos) and the protobuf well-known types: DIR1:DIR2, the google/api files are in DIR1
+"""
+
+
+def include_path() -> str:
+    """protoc's include path for what the protos of a gateway import: the directory holding
+    `google/api/annotations.proto` and `http.proto` (googleapis-common-protos ships them beside their _pb2
+    modules), then the protobuf well-known types (grpcio-tools ships them; Debian's protoc has them only
+    with libprotobuf-dev), joined with os.pathsep as protoc's `-I` accepts them."""
+    from .protoc import include_paths
+
+    return os.pathsep.join(include_paths())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args:
         if args == ["--version"]:
             print(f"protoc-gen-pygateway {__version__}")
             return 0
-        print(
-            "usage: protoc-gen-pygateway [--version]  (run by protoc: --pygateway_out=DIR)", file=sys.stderr
-        )
+        if args == ["--include-path"]:
+            print(include_path())
+            return 0
+        if args in (["--help"], ["-h"]):
+            print(USAGE, end="")
+            return 0
+        print(USAGE, end="", file=sys.stderr)
         return 2
     data = sys.stdin.buffer.read()
     try:

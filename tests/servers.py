@@ -50,9 +50,13 @@ CONFIGS: dict[str, tuple[str, dict[str, str]]] = {
     "uvicorn-httptools-wsproto": ("uvicorn", {"http": "httptools", "ws": "wsproto"}),
     "granian": ("granian", {"http": "1", "ws": "off"}),
     "granian-ws": ("granian", {"http": "1", "ws": "on"}),
-    # What the serve command runs for modules with WebSocket routes: granian embedded in its own loop,
-    # WebSocket on, handshakes to routes without WebSocket refused by accept + error message + close.
+    # `--server granian` for modules with WebSocket routes: granian embedded in its own loop, WebSocket
+    # on, handshakes to routes without WebSocket refused by accept + error message + close.
     "granian-embedded-ws": ("serve-command", {"server": "granian", "websocket": "on"}),
+    # What the serve command runs for modules with WebSocket routes: uvicorn in its own loop with the
+    # gateway's HTTP protocol (zttp, HTTP/2 by prior knowledge; only a GET with Sec-WebSocket-Key becomes
+    # a WebSocket, every other `Upgrade: websocket` request is plain HTTP) and wsproto.
+    "uvicorn-embedded-ws": ("serve-command", {"server": "uvicorn", "websocket": "on"}),
     "hypercorn": ("hypercorn", {}),
 }
 

@@ -362,32 +362,46 @@ def test_websocket_handshake_get_is_plain_http(
     assert response.json()["note"] == ""
 
 
-@pytest.mark.parametrize("server", ["uvicorn_gateway", "gateway"])
+@pytest.mark.parametrize("server", ["gateway", "granian"])
 def test_websocket_enabled_server_refuses_handshakes_to_unary_routes(
-    request: pytest.FixtureRequest, server: str, backend: Any
+    request: pytest.FixtureRequest, server: str, backend: Any, gen_dir: Path
 ) -> None:
-    """With streaming modules served, WebSocket is on: a handshake to a unary route is refused, and a
-    keyless `Upgrade: websocket` gets the server's own clean 400. uvicorn refuses with one complete JSON
-    answer (never 101); granian (the default) would add `Upgrade` headers to that, so the gateway
-    accepts and closes at once with its error message (close 4005) instead."""
-    gateway: GatewayServer = request.getfixturevalue(server)
-    backend.reset()
-    if server == "gateway":
-        with connect(gateway.url.replace("http://", "ws://") + "/v1/metadata", open_timeout=5) as ws:
-            refusal = json.loads(ws.recv(timeout=5))
-            with pytest.raises(ConnectionClosed) as closed:
-                ws.recv(timeout=5)
-        assert refusal["error"]["code"] == 5 and "no WebSocket route" in refusal["error"]["message"]
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4005
-    else:
-        (refused,) = raw_exchange(gateway.port, http_request("GET", "/v1/metadata", WEBSOCKET_HANDSHAKE))
-        assert refused.status == 404
-        assert refused.json()["code"] == 5 and "no WebSocket route" in refused.json()["message"]
-        assert not {name for name, _ in refused.headers} & HOP_BY_HOP
-    request = http_request("POST", ECHO, [("Content-Type", "application/json"), *WEBSOCKET], b'{"note": "x"}')
-    (malformed,) = raw_exchange(gateway.port, request)
-    assert malformed.status == 400
-    assert not backend.recorder.calls
+    """With streaming modules served, WebSocket is on: a handshake to a unary route is refused. The
+    default (uvicorn with the gateway's protocol) refuses with one complete JSON answer (never 101) and
+    serves a keyless `Upgrade: websocket` request as plain HTTP; `--server granian` would add `Upgrade`
+    headers to an HTTP refusal, so the gateway accepts and closes at once with its error message (close
+    4005), and granian answers the keyless request with its own 400 before the gateway runs."""
+    gateway = (
+        request.getfixturevalue("gateway")
+        if server == "gateway"
+        else GatewayServer(gen_dir, backend.port, ["--server", "granian"])
+    )
+    try:
+        backend.reset()
+        if server == "granian":
+            with connect(gateway.url.replace("http://", "ws://") + "/v1/metadata", open_timeout=5) as ws:
+                refusal = json.loads(ws.recv(timeout=5))
+                with pytest.raises(ConnectionClosed) as closed:
+                    ws.recv(timeout=5)
+            assert refusal["error"]["code"] == 5 and "no WebSocket route" in refusal["error"]["message"]
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4005
+        else:
+            (refused,) = raw_exchange(gateway.port, http_request("GET", "/v1/metadata", WEBSOCKET_HANDSHAKE))
+            assert refused.status == 404
+            assert refused.json()["code"] == 5 and "no WebSocket route" in refused.json()["message"]
+            assert not {name for name, _ in refused.headers} & HOP_BY_HOP
+        headers = [("Content-Type", "application/json"), *WEBSOCKET]
+        (answer,) = raw_exchange(gateway.port, http_request("POST", ECHO, headers, b'{"note": "x"}'))
+        if server == "granian":
+            assert answer.status == 400
+            assert not backend.recorder.calls
+        else:
+            assert answer.status == 200 and answer.json()["note"] == "x"
+            metadata = {key for call in backend.recorder.calls for key, _ in call.metadata}
+            assert not metadata & HOP_BY_HOP
+    finally:
+        if server == "granian":
+            gateway.stop()
 
 
 def test_request_pipelined_after_upgrade_is_served(

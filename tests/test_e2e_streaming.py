@@ -10,6 +10,7 @@ import itertools
 import json
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -567,20 +568,24 @@ def test_ws_bad_json_message(gateway: GatewayServer, backend: Any) -> None:
         assert call.messages == []
 
 
-def test_ws_handshake_to_unary_route_is_refused(gateway: GatewayServer) -> None:
-    """The default server (granian): accepted, then the error message and close 4005 at once — no result,
-    no HTTP answer carrying `Upgrade` headers."""
-    with connect(ws_url(gateway, "/v1/shelves/fiction/books/dune"), open_timeout=WS_TIMEOUT) as ws:
-        assert json.loads(ws.recv(timeout=WS_TIMEOUT))["error"]["code"] == 5
-        with pytest.raises(ConnectionClosed) as closed:
-            ws.recv(timeout=WS_TIMEOUT)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4005
+def test_ws_handshake_to_unary_route_is_refused(gen_dir: Path, backend: Any) -> None:
+    """`--server granian`: accepted, then the error message and close 4005 at once — no result, no HTTP
+    answer carrying `Upgrade` headers (granian would add them to an HTTP refusal)."""
+    gateway = GatewayServer(gen_dir, backend.port, ["--server", "granian"])
+    try:
+        with connect(ws_url(gateway, "/v1/shelves/fiction/books/dune"), open_timeout=WS_TIMEOUT) as ws:
+            assert json.loads(ws.recv(timeout=WS_TIMEOUT))["error"]["code"] == 5
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=WS_TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4005
+    finally:
+        gateway.stop()
 
 
 def test_ws_handshake_to_unary_route_is_refused_in_one_response_by_uvicorn(
     uvicorn_gateway: GatewayServer,
 ) -> None:
-    """`--server uvicorn`: one complete HTTP 404 with a JSON Status: no 101, no WebSocket."""
+    """uvicorn (the default with WebSocket routes): one complete HTTP 404 with a JSON Status: no 101."""
     gateway = uvicorn_gateway
     request = start_request(
         "GET",

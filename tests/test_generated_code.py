@@ -221,7 +221,7 @@ FORBIDDEN = ("protoc_gen_pygateway", "jinja2", "markupsafe")
 
 
 #: ASGI servers: only the serve command imports them, and only inside a function (when serving).
-SERVERS = ("uvicorn", "granian")
+SERVERS = ("uvicorn", "granian", "zttp")
 #: Optional features' packages: each only in its own runtime module, which nothing imports unless the
 #: feature is on (tests/test_observe_tracing.py checks that a gateway without them never loads them).
 OPTIONAL = {"prometheus_client": "metrics.py", "opentelemetry": "tracing.py"}
@@ -271,11 +271,11 @@ def test_generated_modules_import_only_what_a_gateway_may_use(tree: Path) -> Non
                     if path != tree / "pygateway_runtime" / OPTIONAL[top]:
                         problems.append(f"{where}: {top} only in pygateway_runtime/{OPTIONAL[top]}")
                 elif top in SERVERS:
-                    if path != tree / "pygateway_runtime" / "serve.py" or not _enclosing_function(
-                        module, node
-                    ):
+                    serving = {tree / "pygateway_runtime" / name for name in ("serve.py", "servers.py")}
+                    if path not in serving or not _enclosing_function(module, node):
                         problems.append(
-                            f"{where}: {top} only inside a function of pygateway_runtime/serve.py"
+                            f"{where}: {top} only inside a function of pygateway_runtime/serve.py or "
+                            "servers.py"
                         )
                 elif not _allowed(name, user_modules):
                     problems.append(f"{where}: not stdlib, grpc, google.*, the runtime or a generated _pb2")

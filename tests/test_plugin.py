@@ -90,8 +90,15 @@ def test_version_matches_package_metadata() -> None:
 def test_main_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"protoc-gen-pygateway {__version__}\n"
-    assert main(["--help"]) == 2
-    assert "usage: protoc-gen-pygateway" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: protoc-gen-pygateway")
+    assert main(["--bogus"]) == 2
+    assert capsys.readouterr().err.startswith("usage: protoc-gen-pygateway")
+    assert main(["--include-path"]) == 0
+    googleapis, wkt = (Path(part) for part in capsys.readouterr().out.strip().split(os.pathsep))
+    assert (googleapis / "google" / "api" / "annotations.proto").is_file()
+    assert (googleapis / "google" / "api" / "http.proto").is_file()
+    assert (wkt / "google" / "protobuf" / "descriptor.proto").is_file()
 
 
 class _Stdin:

@@ -33,16 +33,16 @@ pytestmark = pytest.mark.timeout(60)
 BOOK = "/v1/shelves/fiction/books/dune"
 WATCH = "/v1/shelves/fiction/events:watch"
 LONG_WATCH = WATCH + "?count=1000&intervalMs=100"
-#: server name -> serve arguments selecting it. The default is embedded granian with WebSocket on (the feed
-#: service has WebSocket routes).
+#: server name -> serve arguments selecting it. The default is uvicorn with the gateway's protocol and
+#: wsproto (the feed service has WebSocket routes); `--server granian` keeps embedded granian + WebSocket.
 SERVERS = {
     "default": [],
-    "uvicorn": ["--server", "uvicorn"],
+    "granian": ["--server", "granian"],
     "granian-no-ws": ["--websocket", "off"],
     "asyncio-loop": ["--loop", "asyncio"],
 }
 #: the servers with WebSocket on
-WS_SERVERS = ["default", "uvicorn"]
+WS_SERVERS = ["default", "granian"]
 SHUTDOWN_STATUS = {"code": 14, "message": "gateway shutting down", "details": []}
 
 

@@ -202,6 +202,10 @@ MATRIX: dict[str, dict[str, str]] = {
     # hypercorn switches any body-less `Upgrade: h2c` request to HTTP/2 (its h2c cannot be turned off), so
     # an HTTP/1.1 client gets nothing; after a refused handshake it says `connection: close` and neither
     # closes nor answers.
+    # The serve command with WebSocket routes (uvicorn, the gateway's HTTP protocol, wsproto): plain HTTP
+    # in every cell but the real handshakes; a handshake to a unary route gets the gateway's complete 404
+    # (uvicorn then closes the connection, as after any refused handshake).
+    "uvicorn-embedded-ws": {**_H11, **_WS_NONE, "ws": "404 close", "sws": _WS_ON["sws"]},
     "hypercorn": {
         **_H11,
         **_WS_ON,
@@ -220,6 +224,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "nginx-uvicorn-h11-none": {**_H11, **_WS_NONE},
     "nginx-uvicorn-h11-wsproto": {**_H11, **_NGINX_WS_ON},
     "nginx-granian-embedded-ws": {**_H11, **_NGINX_WS_ON, "ws": "101→ws error5 close4005"},
+    "nginx-uvicorn-embedded-ws": {**_H11, **_WS_NONE, "ws": "404 next✓", "sws": _WS_ON["sws"]},
     "nginx-uvicorn-httptools-none": {
         **_HTTPTOOLS,
         **_WS_NONE,
@@ -249,9 +254,13 @@ VERDICTS: dict[str, str] = {
         "with `connection: upgrade`/`upgrade: websocket` headers."
     ),
     "granian-embedded-ws": (
-        "**use** (the serve command with WebSocket routes): like granian-ws, and a handshake to a unary "
-        "route is accepted and closed at once with the gateway's error (close 4005), so no HTTP answer "
-        "carries `Upgrade` headers."
+        "acceptable (`--server granian` with WebSocket routes): like granian-ws, and a handshake to a "
+        "unary route is accepted and closed at once with the gateway's error (close 4005), so no HTTP "
+        "answer carries `Upgrade` headers; but c2/d/sc2/sd never reach the gateway (granian's 400)."
+    ),
+    "uvicorn-embedded-ws": (
+        "**use** (the serve command's default with WebSocket routes): every cell plain HTTP but the real "
+        "handshakes, which get WebSocket on streaming routes and one complete 404 elsewhere."
     ),
     "hypercorn": (
         "**avoid** in cleartext behind anything that forwards `Upgrade`: answers h2c with 101 + HTTP/2 "
@@ -262,8 +271,9 @@ VERDICTS: dict[str, str] = {
         "**use**: nginx keeps the client connection open after the server's refusals."
     ),
     "nginx-granian-embedded-ws": (
-        "**use**: nginx keeps the client connection open after the server's refusals."
+        "acceptable: nginx keeps the client connection open after the server's refusals."
     ),
+    "nginx-uvicorn-embedded-ws": "**use**: every cell plain HTTP behind the ingress-like proxy too.",
     "nginx-uvicorn-httptools-none": (
         "**avoid**: nginx forwards `Upgrade: h2c` + `Connection: upgrade`, so bodies are still dropped."
     ),
@@ -274,6 +284,7 @@ STREAM_CELLS = [cell for cell, (kind, _) in CELLS.items() if kind == "stream"]
 NGINX_FRONTS = [
     "default",
     "granian-embedded-ws",
+    "uvicorn-embedded-ws",
     "uvicorn-h11-none",
     "uvicorn-h11-wsproto",
     "uvicorn-httptools-none",
@@ -796,14 +807,23 @@ then a plain GET follows on the same connection.
 
 {rows}
 
-`default` is `python gen/pygateway_serve.py`: granian (HTTP/1.1) embedded in the command's event loop,
-with WebSocket on only when a served module has WebSocket routes, and handshakes to routes without
-WebSocket refused by accept + the gateway's error message + close (granian would add `Upgrade` headers to
-an HTTP refusal). It is asserted to behave exactly like the `granian-embedded-ws` or `granian` row, and
-`nginx-default` like the matching nginx row (with the testdata protos, whose FeedService has WebSocket
-routes: `granian-embedded-ws`). `default-no-ws` is the serve command with `--websocket off`: asserted
-like the `granian` row. `--server uvicorn` runs uvicorn h11 (+ wsproto with WebSocket routes): the
-`uvicorn-h11-*` rows.
+`default` is `python gen/pygateway_serve.py`. For modules with WebSocket routes it runs uvicorn in its own
+event loop with the gateway's HTTP protocol (zttp, HTTP/2 by prior knowledge; h11 when zttp is not
+installed) and wsproto: only a GET with `Sec-WebSocket-Key` becomes a WebSocket, every other request
+carrying `Upgrade: websocket` + `Connection: upgrade` is served as plain HTTP, as Go's net/http does. For
+the others it runs granian embedded without WebSocket. It is asserted to behave exactly like the
+`uvicorn-embedded-ws` or `granian` row, and `nginx-default` like the matching nginx row (with the testdata
+protos, whose FeedService has WebSocket routes: `uvicorn-embedded-ws`). `default-no-ws` is the serve
+command with `--websocket off`: asserted like the `granian` row. `--server granian` with WebSocket routes
+is the `granian-embedded-ws` row: granian decides in its Rust core that such a request is a handshake and
+answers a keyless one with its own 400 before the app runs; no granian setting changes that.
+
+**The trade-off** (measured; details and every candidate in docs/serving.md): granian cannot be told to
+serve keyless `Upgrade: websocket` requests as HTTP, so the default for WebSocket modules moved to uvicorn
+with the gateway's own HTTP protocol class (a subclass of uvicorn's zttp protocol; h11 without zttp), at
+about granian's CPU per request with zttp (+35 % with h11). It relies on uvicorn's private
+`_should_upgrade`, which this matrix re-checks on every run; zttp is a young parser; and a valid
+handshake to a unary route ends with uvicorn closing the connection after the 404 (granian kept it).
 `nginx-X` is nginx with
 ingress-nginx's settings (`proxy_http_version 1.1`, `Upgrade $http_upgrade`, `Connection
 $connection_upgrade` from `map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}`,
@@ -844,8 +864,9 @@ def has_stream_routes(gen: Path) -> bool:
 
 
 def served_as(gen: Path) -> str:
-    """The MATRIX row the serve command must match: embedded granian, WebSocket only with WS routes."""
-    return "granian-embedded-ws" if has_websocket_routes(gen) else "granian"
+    """The MATRIX row the serve command must match: uvicorn with the gateway's HTTP protocol and wsproto
+    for modules with WebSocket routes, else granian without WebSocket."""
+    return "uvicorn-embedded-ws" if has_websocket_routes(gen) else "granian"
 
 
 def expected_row(row: str, gen: Path) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from .app import Gateway, combine
 from .asgi import Event, Handler, Metadata, Receive, Scope, Send
+from .channels import ChannelSource, LazyChannel, upstream_channel
 from .cors import CorsPolicy
 from .errors import HTTP_STATUS, ClientDisconnectedError, HttpError, bad_request, error_body
 from .fieldmask import body_field_mask
@@ -92,6 +93,7 @@ __all__ = [
     "NOTHING_BOUND",
     "SINGLE",
     "Capture",
+    "ChannelSource",
     "ClientDisconnectedError",
     "CorsPolicy",
     "ErrorHook",
@@ -108,6 +110,7 @@ __all__ = [
     "HttpError",
     "IncomingMetadataHook",
     "JsonStyle",
+    "LazyChannel",
     "Metadata",
     "OutgoingMatcher",
     "Receive",
@@ -167,5 +170,6 @@ __all__ = [
     "server_stream_call",
     "set_path_message",
     "unary_call",
+    "upstream_channel",
     "websocket_call",
 ]

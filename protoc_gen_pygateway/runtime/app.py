@@ -15,6 +15,7 @@ import grpc.aio
 from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from .asgi import logger
+from .channels import LazyChannel
 from .cors import Cors
 from .errors import ClientDisconnectedError, HttpError
 from .health import Health
@@ -42,13 +43,22 @@ class Gateway:
         max_body_bytes: int,
         options: GatewayOptions | None = None,
         policy: HeaderPolicy | None = None,
-        channel: grpc.aio.Channel | None = None,
+        *,
+        channels: Iterable[grpc.aio.Channel] = (),
     ) -> None:
         options = options or GatewayOptions()
+        #: The channels the routes call: the LazyChannels among them (create_app("host:port") or a
+        #: function) are opened on lifespan.startup and closed on lifespan.shutdown; channels passed in
+        #: by the caller stay the caller's.
+        unique: list[grpc.aio.Channel] = []
+        for channel in channels:  # by identity: channels need not be hashable
+            if not any(channel is seen for seen in unique):
+                unique.append(channel)
+        self.channels: tuple[grpc.aio.Channel, ...] = tuple(unique)
         self.options = options
         self.max_body_bytes = options.max_body_bytes or max_body_bytes
-        #: The upstream channel (create_app passes it): the health endpoint checks it.
-        self.channel = channel
+        #: The upstream channel the health endpoint checks (the first of `channels`).
+        self.channel = self.channels[0] if self.channels else None
         # Generation computed each route's rank: literal before `*` before `**`, verbs first. Stable
         # sort keeps declaration order among equals.
         self.routes: tuple[Route, ...] = tuple(sorted(routes, key=lambda r: r.rank))
@@ -77,7 +87,7 @@ class Gateway:
         self.cors = Cors(options.cors) if options.cors is not None else None
         self._local: dict[str, Handler] | None = None
         if options.health is not None:
-            self._local = Health(options.health, channel).handlers(self) or None
+            self._local = Health(options.health, self.channel).handlers(self) or None
         #: True from the start of a drain (serve `--drain-seconds`) before a shutdown: /readyz is 503.
         self.draining = False
         #: True once `shutdown()` ran: open streams were ended, new ones are refused with 503.
@@ -120,7 +130,7 @@ class Gateway:
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, [c for c in self.channels if isinstance(c, LazyChannel)])
 
     def resolve(self, method: str | None, path: str) -> tuple[Route, list[str]] | list[str]:
         """The route and raw captures for a request, or the methods the path allows (empty: 404).
@@ -194,7 +204,7 @@ class Gateway:
             await request.send_error(503, code_pb2.UNAVAILABLE, f"{_SHUTDOWN_TEXT}: grace period over")
         except grpc.aio.AioRpcError as err:  # raised outside a call helper: still a gRPC status
             await request.send_rpc_error(err, None, None)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug of ours: logged with its traceback, the client gets a 500
             logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             await request.send_error(500, code_pb2.INTERNAL, "internal gateway error")
         finally:
@@ -234,7 +244,7 @@ class Gateway:
             assert route.websocket is not None
             try:
                 await route.websocket(request)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a bug of ours: logged with its traceback, the client gets 1011
                 logger.exception("unhandled error in WebSocket %s", scope.get("path"))
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": 1011})
@@ -260,12 +270,16 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Receive, send: Send, lazy: list[LazyChannel]) -> None:
     while True:
         message_ = await receive()
         if message_["type"] == "lifespan.startup":
+            for channel in lazy:  # opened in the serving loop, before the first request
+                channel.channel()
             await send({"type": "lifespan.startup.complete"})
         elif message_["type"] == "lifespan.shutdown":
+            for channel in lazy:
+                await channel.close(None)
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -276,8 +290,8 @@ def combine(*apps: Gateway, options: GatewayOptions | None = None) -> Gateway:
         raise ValueError("combine() needs at least one gateway")
     routes = [route for app in apps for route in app.routes]
     max_body = max(app.max_body_bytes for app in apps)
-    channel = next((app.channel for app in apps if app.channel is not None), None)
-    combined = Gateway(routes, max_body, options or apps[0].options, channel=channel)
+    channels = [channel for app in apps for channel in app.channels]
+    combined = Gateway(routes, max_body, options or apps[0].options, channels=channels)
     for app in apps:  # one shutdown for all: the parts' routes are served by `combined` now
         combined._linked.append(app)
         app._linked.append(combined)

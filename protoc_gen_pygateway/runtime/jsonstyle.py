@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -97,11 +98,10 @@ class JsonStyle:
         """
         if type(data) is not dict:
             return False
-        try:
+        # Any exception (e.g. a value the message refuses) is left to the slow path, which reports it.
+        with contextlib.suppress(Exception):
             if fast(data, payload):
                 return True
-        except Exception:  # e.g. a value the message refuses: the slow path reports it
-            pass
         payload.Clear()
         return False
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import (
     Callable,
 )
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, final
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 _SHUTDOWN_TEXT = "gateway shutting down"
 
 
+@final
 class _Stop:
     """An open stream's hook into `Gateway.shutdown()`: `fire()` runs `action` once, on the stream's loop.
 

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
+import importlib.util
 import json
 import logging
-import math
 import os
-import signal
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +43,8 @@ from .app import Gateway, combine
 from .asgi import Receive, Scope, Send
 from .errors import error_body
 from .options import GatewayOptions
-from .serve_ops import add_ops_arguments, drain, drain_first, gateway_ops, ops_config
+from .serve_ops import add_ops_arguments, gateway_ops, ops_config
+from .workers import bind_listener, parse_workers, supervise
 
 
 def discover(root: Path) -> list[str]:
@@ -87,9 +85,33 @@ def _channel(config: dict[str, Any]) -> grpc.aio.Channel:
     ]
     if not config["upstream_tls"]:
         return grpc.aio.insecure_channel(config["upstream"], options=options)
-    ca = config["upstream_ca"]
-    credentials = grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes() if ca else None)
+    pem = config.get("upstream_pem") or {}
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=pem.get("ca"),
+        # Mutual TLS (`--upstream-cert`/`--upstream-key`): the client certificate for meshes without
+        # sidecars; both None otherwise.
+        private_key=pem.get("key"),
+        certificate_chain=pem.get("cert"),
+    )
     return grpc.aio.secure_channel(config["upstream"], credentials, options=options)
+
+
+def _read_pem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, bytes]:
+    """The PEM files of --upstream-ca/--upstream-cert/--upstream-key, read before serving (a bad path is a
+    usage error naming it, not a failure of the first call)."""
+    if (args.upstream_cert is None) != (args.upstream_key is None):
+        parser.error("--upstream-cert and --upstream-key go together (the client certificate and its key)")
+    if not args.upstream_tls and (args.upstream_cert or args.upstream_ca):
+        parser.error("--upstream-ca, --upstream-cert and --upstream-key need --upstream-tls")
+    pem: dict[str, bytes] = {}
+    for name, path in (("ca", args.upstream_ca), ("cert", args.upstream_cert), ("key", args.upstream_key)):
+        if path is None:
+            continue
+        try:
+            pem[name] = Path(path).read_bytes()
+        except OSError as err:
+            parser.error(f"--upstream-{name} {path}: {err.strerror or err}")
+    return pem
 
 
 class GatewayApp:
@@ -226,153 +248,6 @@ def with_openapi(app: GatewayApp, config: dict[str, Any]) -> Any:
     return observe.with_metrics(served, app.metrics)
 
 
-class _QuietUpgrades:
-    """Drop uvicorn's per-request warnings about `Upgrade` headers it ignores.
-
-    Ingresses send `Upgrade`/`Connection: upgrade` on many requests; the gateway answers them as plain
-    HTTP on purpose, so a warning per request would only flood the logs.
-    """
-
-    def filter(self, record: object) -> bool:
-        text = str(getattr(record, "msg", ""))
-        return "Unsupported upgrade request" not in text and "No supported WebSocket library" not in text
-
-
-async def _serve_uvicorn(config: dict[str, Any], host: str, port: int, websocket: bool) -> None:
-    import uvicorn  # a serving dependency, only needed by this command
-
-    loop = asyncio.get_running_loop()
-    app = GatewayApp(config)
-    app.build()
-
-    class Server(uvicorn.Server):
-        """uvicorn, plus: a shutdown signal also ends the gateway's streams at once (uvicorn would wait
-        for them to end by themselves), and the process exits 0 after a graceful shutdown."""
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            if drain_first(app, loop, lambda: self.handle_exit(sig, frame)):  # --drain-seconds
-                return
-            loop.call_soon_threadsafe(app.begin_shutdown)
-            super().handle_exit(sig, frame)
-
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            # uvicorn's own shutdown closes WebSocket connections at once (close 1012): first stop
-            # accepting, and let the streams `begin_shutdown` ended send their final status and close
-            # (1001), bounded by the grace period.
-            for listener in self.servers:
-                listener.close()
-            await app.streams_ended()
-            await super().shutdown(sockets)
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # uvicorn's own version re-raises the signal once shut down, ending the process by SIGTERM.
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, self.handle_exit, signum, None)
-            try:
-                yield
-            finally:
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(signum)
-
-    server = Server(
-        uvicorn.Config(
-            with_openapi(app, config),
-            host=host,
-            port=port,
-            http="h11",
-            ws="wsproto" if websocket else "none",
-            lifespan="off",
-            root_path=config["root_path"],
-            log_level=config["log_level"],
-            access_log=False,  # the gateway's own JSON access log instead (--access-log)
-            server_header=False,
-            # The gateway itself appends the peer to X-Forwarded-For; uvicorn must not replace the peer
-            # with a client-supplied X-Forwarded-For first (it trusts loopback proxies by default).
-            proxy_headers=False,
-            # A backstop: GatewayApp cancels what still runs after the grace period itself.
-            timeout_graceful_shutdown=math.ceil(config["grace_period"]) + 5,
-        )
-    )
-    logging.getLogger("uvicorn.error").addFilter(_QuietUpgrades())
-    try:
-        await server.serve()
-    finally:
-        await app.close()
-
-
-class _RootPath:
-    """`--root-path` under granian with uvicorn's meaning: the proxy in front strips the prefix, and the
-    app sees it in `root_path` (and in front of `path`/`raw_path`, as the ASGI spec has it). granian's
-    own `url_path_prefix` expects the prefix in the request instead."""
-
-    def __init__(self, app: Any, root: str) -> None:
-        self.app = app
-        self.root = root
-        self.raw_root = root.encode("latin-1")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope = dict(scope)
-            scope["root_path"] = self.root
-            scope["path"] = self.root + scope["path"]
-            raw = scope.get("raw_path")
-            if raw is not None:
-                scope["raw_path"] = self.raw_root + raw
-        await self.app(scope, receive, send)
-
-
-async def _serve_granian(config: dict[str, Any], host: str, port: int, websocket: bool) -> None:
-    # A serving dependency, only needed by this command. Embedded (granian.server.embed, which granian
-    # calls experimental) rather than granian's own process manager: in this loop the gateway ends its
-    # streams on SIGTERM before granian stops connection I/O, so each stream's final status (and a
-    # WebSocket's close 1001) reaches the client; granian's command stops I/O first.
-    from granian.constants import HTTPModes, Interfaces
-    from granian.log import LogLevels
-    from granian.server.embed import Server
-
-    loop = asyncio.get_running_loop()
-    app = GatewayApp(config)
-    app.build()
-    served = with_openapi(app, config)
-    server: Any = Server(
-        _RootPath(served, config["root_path"]) if config["root_path"] else served,
-        address=host,
-        port=port,
-        interface=Interfaces.ASGINL,  # no lifespan: the app is built above and closed below
-        http=HTTPModes.http1,
-        websockets=websocket,
-        # granian's command defaults (embedded, both are 128): a full accept queue drops connection
-        # attempts (the client retries after a second), and `backpressure` is how many requests and
-        # streams run at once (the others wait unserved): long-lived streams need room.
-        backlog=1024,
-        backpressure=4096,
-        log_level=LogLevels(config["log_level"]),
-        log_access=False,  # the gateway's own JSON access log instead (--access-log)
-    )
-    stopping: list[asyncio.Task[None]] = []
-
-    async def stop() -> None:
-        # Streams end at once (their final status goes out); then granian stops accepting, lets the
-        # requests in flight finish and returns from serve(); GatewayApp cancels what still runs after
-        # the grace period. With --drain-seconds, /readyz answers 503 for that long first.
-        await drain(app)
-        app.begin_shutdown()
-        await app.streams_ended()
-        server.stop()
-
-    def on_signal() -> None:
-        if not stopping:
-            stopping.append(loop.create_task(stop()))
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal)
-    try:
-        await server.serve()
-    finally:
-        await app.close()
-
-
 def _run(main: Any, loop: str) -> None:
     """Run the coroutine `main` on uvloop when installed (`--loop auto`) or asked for, else asyncio's loop.
 
@@ -390,25 +265,79 @@ def _run(main: Any, loop: str) -> None:
     asyncio.run(main)
 
 
-def _choose_server(wanted: str) -> str:
-    """granian when installed (safe in every cell of the Upgrade matrix and the cheapest per request),
-    else uvicorn with h11."""
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+#: What to install for each server (none of it is needed by the generated modules themselves).
+INSTALL = {
+    "granian": "pip install granian uvloop",
+    "uvicorn": "pip install uvicorn zttp wsproto uvloop",
+}
+
+
+def _choose_server(wanted: str, websocket: bool) -> tuple[str, str | None]:
+    """(server, problem): the server to run, or a message naming what to install.
+
+    auto: with WebSocket routes uvicorn (zttp, else h11) + wsproto, whose gateway protocol serves every
+    request that is not a real handshake as plain HTTP (every Upgrade-matrix cell); granian would answer
+    keyless `Upgrade: websocket` requests itself with 400 (its Rust core decides before the app runs, and
+    no setting changes that). Without WebSocket routes granian, plain HTTP in every cell and the cheapest
+    per request; either falls back on the other when it is not installed.
+    """
+    needs = {"granian": ["granian"], "uvicorn": ["uvicorn", *(["wsproto"] if websocket else [])]}
+    usable = [name for name in ("granian", "uvicorn") if all(_installed(module) for module in needs[name])]
     if wanted != "auto":
-        return wanted
-    try:
-        import granian  # noqa: F401
-    except ImportError:
-        return "uvicorn"
-    return "granian"
+        if wanted in usable:
+            return wanted, None
+        missing = ", ".join(module for module in needs[wanted] if not _installed(module))
+        return wanted, f"--server {wanted} needs {missing}: {INSTALL[wanted]}"
+    preferred = ["uvicorn", "granian"] if websocket else ["granian", "uvicorn"]
+    for name in preferred:
+        if name in usable:
+            return name, None
+    return "", (
+        "no ASGI server is installed to serve the gateway: "
+        + " or ".join(f"`{INSTALL[name]}`" for name in preferred)
+        + " (the generated modules need only grpcio, protobuf and googleapis-common-protos)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pygateway_serve", description=__doc__.splitlines()[0])
+    # The usage line names the command as it was typed (`python gen/pygateway_serve.py`), which works from
+    # anywhere; `python -m pygateway_serve` would need the output directory on sys.path.
+    script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "pygateway_serve.py"
+    parser = argparse.ArgumentParser(prog=f"python {script}", description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="gateway modules to serve (default: all found)")
     parser.add_argument("--upstream", required=True, help="gRPC server HOST:PORT")
     parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on")
     parser.add_argument("--upstream-tls", action="store_true", help="use TLS to the upstream")
     parser.add_argument("--upstream-ca", default=None, help="PEM roots for the upstream (default: system)")
+    parser.add_argument(
+        "--upstream-cert", default=None, help="PEM client certificate chain: mutual TLS (with --upstream-key)"
+    )
+    parser.add_argument("--upstream-key", default=None, help="PEM private key of --upstream-cert")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="worker processes sharing the port (each with its own loop and upstream channel), supervised "
+        "and restarted when they die: N, or auto = the usable cores (default 1)",
+    )
+    parser.add_argument(
+        "--worker-socket",
+        choices=("auto", "reuseport", "shared"),
+        default="auto",
+        help="how workers share the port: reuseport = one SO_REUSEPORT socket each (the kernel spreads "
+        "connections; a dying worker drops what waited in its queue), shared = one listening socket "
+        "inherited by all (one queue); auto = reuseport on Linux, else shared",
+    )
+    parser.add_argument(
+        "--worker-header",
+        action="store_true",
+        help="add `X-Gateway-Worker: <pid>` to every response (to see how requests spread over workers)",
+    )
+    parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)  # set for workers
+    parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set for workers
     parser.add_argument("--root-path", default="", help="path prefix the gateway is served under")
     parser.add_argument("--max-body-bytes", type=int, default=None, help="largest request body")
     parser.add_argument(
@@ -435,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         "--server",
         choices=("auto", "granian", "uvicorn"),
         default="auto",
-        help="ASGI server: auto = granian when installed, else uvicorn (h11)",
+        help="ASGI server: auto = uvicorn (zttp, else h11; wsproto) with WebSocket routes, else granian; "
+        "either when the other is not installed",
     )
     parser.add_argument(
         "--loop",
@@ -466,7 +396,20 @@ def main(argv: list[str] | None = None) -> int:
     websocket = any(getattr(importlib.import_module(name), "WEBSOCKET_ROUTES", False) for name in modules)
     if args.websocket != "auto":
         websocket = args.websocket == "on"
-    server = _choose_server(args.server)
+    server, problem = _choose_server(args.server, websocket)
+    if problem:
+        parser.error(problem)
+    if websocket and server == "granian" and args.server == "auto":
+        logging.getLogger("pygateway").warning(
+            "uvicorn/wsproto not installed: granian serves WebSocket, and answers `Upgrade: websocket` "
+            "requests without a key with its own 400 (%s to serve them)",
+            INSTALL["uvicorn"],
+        )
+    pem = _read_pem(parser, args)
+    try:
+        workers = parse_workers(args.workers)
+    except ValueError:
+        parser.error(f"--workers: N (at least 1) or auto, not {args.workers!r}")
     openapi = None
     if args.openapi:
         try:
@@ -479,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "upstream": args.upstream,
         "upstream_tls": args.upstream_tls,
         "upstream_ca": args.upstream_ca,
+        "upstream_pem": pem,
         "root_path": args.root_path,
         "max_body_bytes": args.max_body_bytes,
         "max_receive_bytes": args.max_receive_bytes,
@@ -492,9 +436,19 @@ def main(argv: list[str] | None = None) -> int:
         # granian adds `Upgrade` headers to HTTP refusals of WebSocket handshakes: refuse by a close.
         "websocket_refusal": "close" if server == "granian" else "http",
         **ops_config(args, parser),
+        "worker_header": args.worker_header,
+        "parent_pid": args.parent_pid,
     }
     host, port = _split_host_port(args.listen, 8080)
-    serve = _serve_granian if server == "granian" else _serve_uvicorn
+    if workers > 1:
+        return supervise(parser, args, argv, server, host, port, workers)
+    if args.listen_fd is not None:  # a worker sharing its parent's listening socket
+        config["socket"] = socket.socket(fileno=args.listen_fd)
+    elif args.parent_pid is not None and server == "uvicorn":  # a worker on its own SO_REUSEPORT socket
+        config["socket"] = bind_listener(host, port, reuse_port=True, listen=True)
+    from .servers import serve_granian, serve_uvicorn
+
+    serve = serve_granian if server == "granian" else serve_uvicorn
     _run(serve(config, host, port, websocket), args.loop)
     return 0
 

@@ -31,12 +31,15 @@ from .errors import (
 from .hooks import ErrorReply, ForwardResponse, send_reply
 from .jsonstyle import dump_json
 from .lifecycle import _SHUTDOWN_TEXT, _Stop
-from .metadata import _VALID_KEY, _printable, request_metadata, response_metadata_headers
+from .metadata import (
+    _VALID_KEY,
+    _printable,
+    request_metadata,
+    response_metadata_headers,
+)
 from .request import _declared_length, _incomplete, _too_large
 
 if TYPE_CHECKING:
-    from .errors import HttpError
-    from .lifecycle import _Stop
     from .options import HeaderPolicy
     from .request import Request
 

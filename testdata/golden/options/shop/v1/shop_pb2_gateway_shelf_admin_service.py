@@ -7,7 +7,7 @@ Routes:
     GET /v1/{name=shelves/*} -> GetShelf
     POST /v1/shelves -> CreateShelf
 
-Serve `create_app(channel)` with any ASGI server, mount it in Starlette/FastAPI, or merge several
+Serve `create_app(channel)` (or `create_app("host:port")`) with any ASGI server, mount it in Starlette/FastAPI, or merge several
 services with `pygateway_runtime.combine(...)`.
 """
 
@@ -192,6 +192,11 @@ class ShelfAdminServiceGateway:
         ]
 
 
-def create_app(channel: grpc.aio.Channel, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
-    """The ASGI app serving shop.v1.ShelfAdminService's REST/JSON routes over `channel`."""
-    return _rt.Gateway(ShelfAdminServiceGateway(channel).routes(), MAX_BODY_BYTES, options, _POLICY, channel)
+def create_app(channel: _rt.ChannelSource, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
+    """The ASGI app serving shop.v1.ShelfAdminService's REST/JSON routes over `channel`: a grpc.aio channel, or,
+    for an app built before the event loop runs (a module-level `app` for `uvicorn module:app`), the
+    upstream's "host:port" or a function returning a channel, opened in the serving loop."""
+    upstream = _rt.upstream_channel(channel)
+    return _rt.Gateway(
+        ShelfAdminServiceGateway(upstream).routes(), MAX_BODY_BYTES, options, _POLICY, channels=[upstream]
+    )
