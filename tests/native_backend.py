@@ -8,7 +8,8 @@ Methods (service test.Echo), request bytes read as ASCII commands where they ste
   `grpc-status-details-bin` = b"details:" + message and `extra-bin` = b"\\x00\\xff".
 - Sleep: request "SECONDS" -> sleeps, then replies b"slept"; counts cancellations (see Stats).
 - Big: request "N" -> replies N bytes.
-- Stats: replies "cancelled=C active=A peak=P".
+- Stats: replies "cancelled=C active=A peak=P calls=N" (N: Unary calls served).
+- Deadline: replies the call's time remaining in seconds as the server sees it, or "none".
 - ServerStream: request "COUNT:SIZE:DELAY_MS" -> COUNT messages of SIZE bytes.
 - ClientStream: replies "COUNT:TOTAL_BYTES" of what it received.
 - Bidi: echoes every message; a message b"fail" ends the call with ABORTED.
@@ -24,7 +25,7 @@ from typing import Any
 
 import grpc
 
-STATS = {"cancelled": 0, "active": 0, "peak": 0}
+STATS = {"cancelled": 0, "active": 0, "peak": 0, "calls": 0}
 
 
 class _Active:
@@ -47,6 +48,7 @@ def _echo_metadata(context: grpc.aio.ServicerContext) -> tuple[list[tuple[str, A
 
 
 async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    STATS["calls"] += 1
     initial, trailing = _echo_metadata(context)
     if initial:
         await context.send_initial_metadata(initial)
@@ -80,20 +82,27 @@ async def big(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 
 async def stats(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-    return f"cancelled={STATS['cancelled']} active={STATS['active']} peak={STATS['peak']}".encode()
+    return " ".join(f"{k}={v}" for k, v in STATS.items()).encode()
+
+
+async def deadline(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    remaining = context.time_remaining()
+    return b"none" if remaining is None else f"{remaining:.3f}".encode()
 
 
 async def server_stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     count, size, delay = (int(x) for x in request.decode().split(":"))
+    complete = False
     with _Active():
         try:
             for i in range(count):
                 yield (str(i).encode() + b":").ljust(size, b"s")
                 if delay:
                     await asyncio.sleep(delay / 1000)
-        except asyncio.CancelledError:
-            STATS["cancelled"] += 1
-            raise
+            complete = True
+        finally:  # cancelled: CancelledError, or the generator closed (GeneratorExit)
+            if not complete:
+                STATS["cancelled"] += 1
 
 
 async def client_stream(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
@@ -120,6 +129,7 @@ def handler() -> grpc.GenericRpcHandler:
             "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
             "Big": grpc.unary_unary_rpc_method_handler(big),
             "Stats": grpc.unary_unary_rpc_method_handler(stats),
+            "Deadline": grpc.unary_unary_rpc_method_handler(deadline),
             "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
             "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
             "Bidi": grpc.stream_stream_rpc_method_handler(bidi),

@@ -806,8 +806,7 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport
         self.core.initiate()
         transport.write(self.core.data_to_send())
         if self.channel._opts.keepalive:
@@ -1200,9 +1199,12 @@ class NativeChannel:
             call._finish(grpc.StatusCode.UNAVAILABLE, text)
 
     async def _connect_some(self, wait: bool) -> None:
-        self._ensure_connecting()
+        loop = self._loop_now()
+        if self._resolving is None and (not self._addresses or loop.time() - self._resolved_at > self._opts.dns_refresh):
+            self._resolving = loop.create_task(self._resolve())
         if self._resolving is not None:
             await asyncio.shield(self._resolving)
+        self._start_connections()
         tasks = [a.connecting for a in self._addresses if a.connecting is not None]
         if wait and tasks:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -1216,9 +1218,9 @@ class NativeChannel:
                 if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[:2] not in [s[:2] for s in sockaddrs]:
                     sockaddrs.append(sockaddr)
             self._resolve_error = ""
-        except (OSError, UnicodeError) as err:
+        except Exception as err:  # whatever the resolver raises, waiting calls must end (UNAVAILABLE)
             sockaddrs = []
-            self._resolve_error = str(err)
+            self._resolve_error = str(err) or type(err).__name__
         finally:
             self._resolving = None
         self._resolved_at = loop.time()
@@ -1247,7 +1249,7 @@ class NativeChannel:
                 await asyncio.wait_for(self._open(conn, address), self._opts.connect_timeout)
             except asyncio.TimeoutError:
                 raise ConnectionError(f"connection attempt timed out after {self._opts.connect_timeout:g}s") from None
-        except (OSError, ConnectionError, ssl.SSLError, asyncio.TimeoutError) as err:
+        except Exception as err:  # any failure to connect is this address's failure: back off, go on
             if conn.transport is not None:
                 conn.transport.abort()
             conn.closed = True
