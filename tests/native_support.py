@@ -40,11 +40,31 @@ def run(coro: Coroutine[Any, Any, T], *, uvloop: bool = False, timeout: float = 
 class Backend:
     """tests/native_backend.py (grpc.aio) or the grpc-go backend, as a subprocess."""
 
-    def __init__(self, *extra: str, host: str = "127.0.0.1", port: int | None = None, go: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        go: bool = False,
+        max_concurrent_streams: int = 0,
+        tls: tuple[Path, Path] | None = None,
+        grace: float = 5.0,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.extra = list(extra)
         self.go = go
+        if go:
+            self.extra = [f"-grace={grace}s"]
+            if max_concurrent_streams:
+                self.extra.append(f"-max-concurrent-streams={max_concurrent_streams}")
+            if tls:
+                self.extra += [f"-tls-key={tls[0]}", f"-tls-cert={tls[1]}"]
+        else:
+            self.extra = ["--grace", str(grace)]
+            if max_concurrent_streams:
+                self.extra += ["--max-concurrent-streams", str(max_concurrent_streams)]
+            if tls:
+                self.extra += ["--tls", str(tls[0]), str(tls[1])]
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 

@@ -440,7 +440,11 @@ class _Call:
                 self._channel._retry(self)
                 return
             code = _RST_TO_GRPC.get(error_code, grpc.StatusCode.INTERNAL)
-            self._finish(code, f"{message}")
+            if code is grpc.StatusCode.CANCELLED and self._deadline is not None and self._loop.time() >= self._deadline - 0.01:
+                # The server's timer fired before ours ran (grpc-go resets with CANCEL): as grpc-go's client.
+                self._finish(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+                return
+            self._finish(code, message)
         else:
             self._finish(grpc.StatusCode.INTERNAL, message)
 
