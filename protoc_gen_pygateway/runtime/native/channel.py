@@ -141,6 +141,12 @@ def _decode_metadata(pairs: Iterable[tuple[str, str]]) -> grpc.aio.Metadata:
     return md
 
 
+#: grpc-go servers answer pings more often than every 5 minutes (with no data sent in between) with
+#: GOAWAY too_many_pings (their default EnforcementPolicy.MinTime): the native client never pings more
+#: often, and only while calls are open (PermitWithoutStream defaults to false there).
+KEEPALIVE_FLOOR = 300.0
+
+
 class _Options:
     """The grpc channel options the native transport understands (others are ignored)."""
 
@@ -148,11 +154,9 @@ class _Options:
         o = dict(options)
         self.max_receive = int(o.get("grpc.max_receive_message_length", 4 * 1024 * 1024))
         self.max_send = int(o.get("grpc.max_send_message_length", -1))
-        # grpc-go servers answer pings more often than every 5 minutes (with no data sent in between)
-        # with GOAWAY too_many_pings (their default EnforcementPolicy.MinTime): never ping more often, and
-        # only while calls are open (PermitWithoutStream defaults to false there). <= 0 turns it off.
-        keepalive = int(o.get("grpc.keepalive_time_ms", 300_000))
-        self.keepalive = max(keepalive, 300_000) / 1000 if keepalive > 0 else 0.0
+        # Keepalive pings at most every KEEPALIVE_FLOOR seconds; <= 0 turns them off.
+        keepalive = int(o.get("grpc.keepalive_time_ms", 300_000)) / 1000
+        self.keepalive = max(keepalive, KEEPALIVE_FLOOR) if keepalive > 0 else 0.0
         self.keepalive_timeout = int(o.get("grpc.keepalive_timeout_ms", 20_000)) / 1000
         self.initial_backoff = int(o.get("grpc.initial_reconnect_backoff_ms", 1000)) / 1000
         self.max_backoff = int(o.get("grpc.max_reconnect_backoff_ms", 120_000)) / 1000
@@ -1289,6 +1293,8 @@ class NativeChannel:
         else:
             await loop.create_connection(lambda: conn, host, port)
         await conn.ready  # the server's SETTINGS: it speaks HTTP/2, streams may start
+        if conn.closed:  # ... and then failed in the same read
+            raise ConnectionError(conn.failure[1] if conn.failure else "connection closed")
 
     def _connection_draining(self, conn: _Connection) -> None:
         self._resolved_at = -1e9
