@@ -124,7 +124,9 @@ def _start_backend(go: bool) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=4000)
     parser.add_argument("--messages", type=int, default=40000)
     parser.add_argument("--runs", type=int, default=3)

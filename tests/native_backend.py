@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -149,7 +150,7 @@ async def serve(args: argparse.Namespace) -> None:
     server.add_generic_rpc_handlers((handler(),))
     address = f"{args.host}:{args.port}"
     if args.tls:
-        key, cert = (open(p, "rb").read() for p in args.tls)
+        key, cert = (Path(p).read_bytes() for p in args.tls)
         server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
     else:
         server.add_insecure_port(address)

@@ -83,7 +83,9 @@ class H2Peer:
         self.conn = h2.connection.H2Connection(config=config)
         self.conn.initiate_connection()
         if settings:
-            self.conn.update_settings({getattr(h2.settings.SettingCodes, k.upper()): v for k, v in settings.items()})
+            self.conn.update_settings(
+                {getattr(h2.settings.SettingCodes, k.upper()): v for k, v in settings.items()}
+            )
         self.bodies: dict[int, bytearray] = {}
         self.headers: dict[int, list[tuple[str, str]]] = {}
         self.ended: set[int] = set()
@@ -127,9 +129,15 @@ class H2Peer:
         headers: list[tuple[str, str]] | None = None,
         trailers: list[tuple[str, str]] | None = None,
     ) -> None:
-        self.conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/grpc"), *(headers or [])])
+        self.conn.send_headers(
+            stream_id, [(":status", "200"), ("content-type", "application/grpc"), *(headers or [])]
+        )
         for body in messages:
             self.conn.send_data(stream_id, grpc_message(body))
-        end = [("grpc-status", str(status)), *([("grpc-message", message)] if message else []), *(trailers or [])]
+        end = [
+            ("grpc-status", str(status)),
+            *([("grpc-message", message)] if message else []),
+            *(trailers or []),
+        ]
         self.conn.send_headers(stream_id, end, end_stream=True)
         self.flush()

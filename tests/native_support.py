@@ -78,8 +78,19 @@ class Backend:
 
             argv = [str(build_go_backend()), "-addr", self.target, *self.extra]
         else:
-            argv = [sys.executable, "-m", "tests.native_backend", "--host", self.host, "--port", str(self.port), *self.extra]
-        self.process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            argv = [
+                sys.executable,
+                "-m",
+                "tests.native_backend",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                *self.extra,
+            ]
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
         if line != b"ready":
@@ -115,7 +126,18 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
 
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=pygateway test CA",
             "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
     openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
             "-days", "1", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
     return ca, key, cert

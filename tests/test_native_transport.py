@@ -24,7 +24,12 @@ from tests.native_support import Backend, free_port, make_ca, run
 MB = 1024 * 1024
 
 #: Every test runs against grpc.aio (grpc core) and grpc-go servers.
-KINDS = ["aio", pytest.param("go", marks=pytest.mark.skipif(not go_available(), reason="golang-go / grpc-go not installed"))]
+KINDS = [
+    "aio",
+    pytest.param(
+        "go", marks=pytest.mark.skipif(not go_available(), reason="golang-go / grpc-go not installed")
+    ),
+]
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -64,7 +69,9 @@ def test_unary_with_metadata_both_ways(backend: Backend, uvloop: bool) -> None:
             assert await call.details() == ""
             assert call.done() and not call.cancel()
             # Serializers / deserializers are used as grpc.aio uses them.
-            typed = channel.unary_unary("/test.Echo/Unary", request_serializer=str.encode, response_deserializer=bytes.decode)
+            typed = channel.unary_unary(
+                "/test.Echo/Unary", request_serializer=str.encode, response_deserializer=bytes.decode
+            )
             assert await typed("text") == "text"
 
     run(main(), uvloop=uvloop)
@@ -117,7 +124,11 @@ def test_streaming_kinds(backend: Backend, uvloop: bool) -> None:
                 got.append(item)
             assert got == [f"{i}:".encode().ljust(8, b"s") for i in range(5)]
             assert await call.read() is EOF
-            assert [m async for m in channel.unary_stream("/test.Echo/ServerStream")(b"3:4:0")] == [b"0:ss", b"1:ss", b"2:ss"]
+            assert [m async for m in channel.unary_stream("/test.Echo/ServerStream")(b"3:4:0")] == [
+                b"0:ss",
+                b"1:ss",
+                b"2:ss",
+            ]
             # client streaming: write, done_writing, await; and with a request iterator
             client = channel.stream_unary("/test.Echo/ClientStream")
             call = client()
@@ -252,8 +263,13 @@ def test_16mb_messages(backend: Backend) -> None:
         async with NativeChannel(backend.target, options=options) as channel:
             payload = bytes(range(256)) * (16 * MB // 256)
             assert await channel.unary_unary("/test.Echo/Unary")(payload, timeout=60) == payload
-            assert await channel.unary_unary("/test.Echo/Big")(str(16 * MB).encode(), timeout=60) == b"b" * (16 * MB)
-            sizes = [len(m) async for m in channel.unary_stream("/test.Echo/ServerStream")(f"3:{16 * MB}:0".encode())]
+            assert await channel.unary_unary("/test.Echo/Big")(str(16 * MB).encode(), timeout=60) == b"b" * (
+                16 * MB
+            )
+            sizes = [
+                len(m)
+                async for m in channel.unary_stream("/test.Echo/ServerStream")(f"3:{16 * MB}:0".encode())
+            ]
             assert sizes == [16 * MB] * 3
             call = channel.stream_unary("/test.Echo/ClientStream")()
             for _ in range(2):
@@ -310,7 +326,10 @@ def test_10000_concurrent_calls_behind_max_concurrent_streams_100(kind: str) -> 
             async with NativeChannel(server.target) as channel:
                 sleep = channel.unary_unary("/test.Echo/Sleep")
                 unary = channel.unary_unary("/test.Echo/Unary")
-                calls = [sleep(b"0.005", timeout=60) if i % 2 else unary(str(i).encode(), timeout=60) for i in range(10000)]
+                calls = [
+                    sleep(b"0.005", timeout=60) if i % 2 else unary(str(i).encode(), timeout=60)
+                    for i in range(10000)
+                ]
                 results = await asyncio.gather(*calls)
                 assert all(r == (b"slept" if i % 2 else str(i).encode()) for i, r in enumerate(results))
                 seen = await get_stats(channel)
@@ -327,7 +346,9 @@ def test_graceful_server_stop_mid_flight(kind: str) -> None:
     try:
 
         async def main() -> None:
-            async with NativeChannel(server.target, options=[("grpc.initial_reconnect_backoff_ms", 200)]) as channel:
+            async with NativeChannel(
+                server.target, options=[("grpc.initial_reconnect_backoff_ms", 200)]
+            ) as channel:
                 sleep = channel.unary_unary("/test.Echo/Sleep")
                 calls = [asyncio.ensure_future(sleep(b"1.0", timeout=20)) for _ in range(20)]
                 stream = channel.unary_stream("/test.Echo/ServerStream")(b"10:4:100", timeout=20)
@@ -402,14 +423,12 @@ def test_reconnect_backoff_then_recovery(kind: str) -> None:
                 unary = channel.unary_unary("/test.Echo/Unary")
                 assert await unary(b"1") == b"1"
                 await asyncio.to_thread(server.kill)
-                failures = 0
                 start = time.monotonic()
                 for _ in range(5):  # the first fails on connecting, the next ones at once (backoff)
                     with pytest.raises(grpc.aio.AioRpcError) as info:
                         await unary(b"2", timeout=10)
                     assert info.value.code() is grpc.StatusCode.UNAVAILABLE
                     assert "127.0.0.1" in (info.value.details() or "")
-                    failures += 1
                 assert time.monotonic() - start < 1.0
                 await asyncio.to_thread(server.start)
                 start = time.monotonic()
@@ -480,7 +499,7 @@ def test_dns_round_robin_and_re_resolution(monkeypatch: pytest.MonkeyPatch, kind
                 await asyncio.sleep(0.4)
                 await unary(b"trigger")  # the refresh happens on use
                 await asyncio.sleep(0.3)
-                for i in range(20):
+                for _ in range(20):
                     await unary(b"again")
                 after = [(await get_stats(c))["calls"] for c in direct]
                 assert after[0] - counts[0] <= 1 and after[1] - counts[1] >= 20, (counts, after)
@@ -502,7 +521,10 @@ def test_tls_with_a_test_ca(tmp_path: Path, kind: str) -> None:
             context = ssl.create_default_context(cafile=str(ca))
             async with NativeChannel(f"localhost:{server.port}", ssl_context=context) as channel:
                 assert await channel.unary_unary("/test.Echo/Unary")(b"secure") == b"secure"
-                assert [m async for m in channel.unary_stream("/test.Echo/ServerStream")(b"2:3:0")] == [b"0:s", b"1:s"]
+                assert [m async for m in channel.unary_stream("/test.Echo/ServerStream")(b"2:3:0")] == [
+                    b"0:s",
+                    b"1:s",
+                ]
             untrusted = ssl.create_default_context()  # system CAs only: the test CA is not among them
             async with NativeChannel(f"localhost:{server.port}", ssl_context=untrusted) as channel:
                 with pytest.raises(grpc.aio.AioRpcError) as info:

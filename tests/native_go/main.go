@@ -76,6 +76,14 @@ func recvOne(stream grpc.ServerStream) ([]byte, error) {
 
 func send(stream grpc.ServerStream, data []byte) error { return stream.SendMsg(&frame{data}) }
 
+// ctxStatus is the status of a call whose context ended (a bare ctx.Err() would be UNKNOWN).
+func ctxStatus(ctx context.Context) error {
+	if ctx.Err() == context.DeadlineExceeded {
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	return status.Error(codes.Canceled, "cancelled")
+}
+
 func handle(srv interface{}, stream grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(stream)
 	ctx := stream.Context()
@@ -128,7 +136,7 @@ func handle(srv interface{}, stream grpc.ServerStream) error {
 			return send(stream, []byte("slept"))
 		case <-ctx.Done():
 			leave(true)
-			return ctx.Err()
+			return ctxStatus(ctx)
 		}
 	case "/test.Echo/Big":
 		req, err := recvOne(stream)
@@ -178,7 +186,7 @@ func handle(srv interface{}, stream grpc.ServerStream) error {
 				case <-time.After(time.Duration(delay) * time.Millisecond):
 				case <-ctx.Done():
 					leave(true)
-					return ctx.Err()
+					return ctxStatus(ctx)
 				}
 			}
 		}
@@ -265,5 +273,4 @@ func main() {
 	if err := server.Serve(lis); err != nil {
 		log.Fatal(err)
 	}
-	_ = context.Background
 }

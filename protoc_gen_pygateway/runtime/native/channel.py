@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import os
 import random
@@ -47,12 +48,31 @@ _USER_AGENT = b"grpc-python-pygateway-native/0.1"
 
 #: Response headers that are HTTP/2 or gRPC framing, never metadata (as grpcio leaves them out).
 _NOT_METADATA = frozenset(
-    {"content-type", "grpc-encoding", "grpc-accept-encoding", "grpc-status", "grpc-message", "te", "content-length"}
+    {
+        "content-type",
+        "grpc-encoding",
+        "grpc-accept-encoding",
+        "grpc-status",
+        "grpc-message",
+        "te",
+        "content-length",
+    }
 )
 #: Request metadata keys the transport owns; a caller's value for them is dropped.
 _RESERVED = frozenset(
-    {"content-type", "te", "grpc-timeout", "grpc-accept-encoding", "user-agent", "host", "connection",
-     "transfer-encoding", "upgrade", "keep-alive", "proxy-connection"}
+    {
+        "content-type",
+        "te",
+        "grpc-timeout",
+        "grpc-accept-encoding",
+        "user-agent",
+        "host",
+        "connection",
+        "transfer-encoding",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+    }
 )
 
 #: HTTP status of a response without grpc-status -> gRPC code (gRPC's http-grpc-status-mapping.md).
@@ -102,7 +122,13 @@ def _timeout_header(timeout: float) -> bytes:
     """grpc-timeout (at most 8 digits, the finest unit that fits; rounded up so the server never sees a
     later deadline than ours... and never a zero one)."""
     micros = max(1, int(timeout * 1_000_000 + 0.999999))
-    for unit, scale in ((b"u", 1), (b"m", 1000), (b"S", 1_000_000), (b"M", 60_000_000), (b"H", 3_600_000_000)):
+    for unit, scale in (
+        (b"u", 1),
+        (b"m", 1000),
+        (b"S", 1_000_000),
+        (b"M", 60_000_000),
+        (b"H", 3_600_000_000),
+    ):
         value = -(-micros // scale)
         if value < 100_000_000:
             return str(value).encode() + unit
@@ -178,11 +204,38 @@ class _Call:
     stream's receive window, which reopens only as they are read)."""
 
     __slots__ = (
-        "_buf", "_cancelled", "_channel", "_code", "_conn", "_credit", "_deserializer", "_details",
-        "_done_callbacks", "_encoding", "_initial", "_initial_waiter", "_loop", "_messages", "_method",
-        "_read_waiter", "_request", "_response_started", "_serializer", "_sid", "_start_waiter", "_timer",
-        "_trailing", "_write_waiter", "_writes_done", "_deadline", "_client_streaming", "_done_waiter",
-        "_headers", "_requests_task", "_max_receive", "_max_send",
+        "_buf",
+        "_cancelled",
+        "_channel",
+        "_client_streaming",
+        "_code",
+        "_conn",
+        "_credit",
+        "_deadline",
+        "_deserializer",
+        "_details",
+        "_done_callbacks",
+        "_done_waiter",
+        "_encoding",
+        "_headers",
+        "_initial",
+        "_initial_waiter",
+        "_loop",
+        "_max_receive",
+        "_max_send",
+        "_messages",
+        "_method",
+        "_read_waiter",
+        "_request",
+        "_requests_task",
+        "_response_started",
+        "_serializer",
+        "_sid",
+        "_start_waiter",
+        "_timer",
+        "_trailing",
+        "_write_waiter",
+        "_writes_done",
     )
 
     def __init__(
@@ -215,7 +268,7 @@ class _Call:
         self._encoding = ""
         self._response_started = False
         self._cancelled = False
-        self._writes_done = False
+        self._writes_done: bool = False
         self._read_waiter: asyncio.Future[None] | None = None
         self._initial_waiter: asyncio.Future[None] | None = None
         self._done_waiter: asyncio.Future[None] | None = None
@@ -225,6 +278,7 @@ class _Call:
         self._timer: asyncio.TimerHandle | None = None
         self._requests_task: asyncio.Task[None] | None = None
         self._request: bytes | None = None
+        self._deadline: float | None = None
         block = method.prefix
         if timeout is not None:
             if timeout <= 0:
@@ -235,15 +289,14 @@ class _Call:
             self._deadline = loop.time() + timeout
             block += encode_literal(b"grpc-timeout", _timeout_header(timeout))
             self._timer = loop.call_at(self._deadline, self._on_deadline)
-        else:
-            self._deadline = None
         if metadata:
             for key, value in metadata:
                 if key.lower() == "grpc-encoding" and value != "identity":
                     self._headers = b""
                     self._finish(
                         grpc.StatusCode.UNIMPLEMENTED,
-                        f"grpc-encoding {value!r} refused: the native transport sends identity-encoded messages only",
+                        f"grpc-encoding {value!r} refused: the native transport sends identity-encoded"
+                        " messages only",
                     )
                     return
             try:
@@ -341,7 +394,11 @@ class _Call:
                 waiter.set_result(None)
             return
         if not end_stream:
-            self._fail_stream(grpc.StatusCode.INTERNAL, "a second response header block without END_STREAM", h2.PROTOCOL_ERROR)
+            self._fail_stream(
+                grpc.StatusCode.INTERNAL,
+                "a second response header block without END_STREAM",
+                h2.PROTOCOL_ERROR,
+            )
             return
         self._end_with_trailers(headers, self._initial)
 
@@ -415,7 +472,9 @@ class _Call:
             try:
                 message = raw if self._deserializer is None else self._deserializer(raw)
             except Exception as err:  # a deserializer's failure is this call's status
-                self._fail_stream(grpc.StatusCode.INTERNAL, f"Exception deserializing response: {err}", h2.CANCEL)
+                self._fail_stream(
+                    grpc.StatusCode.INTERNAL, f"Exception deserializing response: {err}", h2.CANCEL
+                )
                 return
             self._messages.append((message, 5 + length))
             held += 5 + length
@@ -444,7 +503,11 @@ class _Call:
                 self._channel._retry(self)
                 return
             code = _RST_TO_GRPC.get(error_code, grpc.StatusCode.INTERNAL)
-            if code is grpc.StatusCode.CANCELLED and self._deadline is not None and self._loop.time() >= self._deadline - 0.01:
+            if (
+                code is grpc.StatusCode.CANCELLED
+                and self._deadline is not None
+                and self._loop.time() >= self._deadline - 0.01
+            ):
                 # The server's timer fired before ours ran (grpc-go resets with CANCEL): as grpc-go's client.
                 self._finish(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
                 return
@@ -491,7 +554,13 @@ class _Call:
             self._initial = grpc.aio.Metadata()
         if self._trailing is None:
             self._trailing = grpc.aio.Metadata()
-        for waiter in (self._read_waiter, self._initial_waiter, self._done_waiter, self._write_waiter, self._start_waiter):
+        for waiter in (
+            self._read_waiter,
+            self._initial_waiter,
+            self._done_waiter,
+            self._write_waiter,
+            self._start_waiter,
+        ):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         if self._requests_task is not None and not self._requests_task.done():
@@ -644,7 +713,7 @@ class _Writer:
         while self._code is None and (conn.core.buffered(self._sid) > conn.write_buffer or conn.paused):
             conn.writers.add(self)
             await self._wait("_write_waiter")
-        if self._code is not None and not (self._code is grpc.StatusCode.OK):
+        if self._code is not None and self._code is not grpc.StatusCode.OK:
             raise self._error()
 
     async def done_writing(self: Any) -> None:
@@ -727,15 +796,23 @@ class _Method:
     @staticmethod
     def _check(compression: Any) -> None:
         if compression not in (None, grpc.Compression.NoCompression):
-            raise ValueError("the native transport sends identity-encoded messages only (compression refused)")
+            raise ValueError(
+                "the native transport sends identity-encoded messages only (compression refused)"
+            )
 
 
 class UnaryUnaryMultiCallable(_Method):
     __slots__ = ()
 
     def __call__(
-        self, request: Any, *, timeout: float | None = None, metadata: Any = None, credentials: Any = None,
-        wait_for_ready: bool | None = None, compression: Any = None,
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
     ) -> UnaryUnaryCall:
         self._check(compression)
         return UnaryUnaryCall(self.channel, self, request, metadata, timeout, False)
@@ -745,8 +822,14 @@ class UnaryStreamMultiCallable(_Method):
     __slots__ = ()
 
     def __call__(
-        self, request: Any, *, timeout: float | None = None, metadata: Any = None, credentials: Any = None,
-        wait_for_ready: bool | None = None, compression: Any = None,
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
     ) -> UnaryStreamCall:
         self._check(compression)
         return UnaryStreamCall(self.channel, self, request, metadata, timeout, False)
@@ -756,8 +839,14 @@ class StreamUnaryMultiCallable(_Method):
     __slots__ = ()
 
     def __call__(
-        self, request_iterator: Any = None, *, timeout: float | None = None, metadata: Any = None,
-        credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None,
+        self,
+        request_iterator: Any = None,
+        *,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
     ) -> StreamUnaryCall:
         self._check(compression)
         call = StreamUnaryCall(self.channel, self, None, metadata, timeout, True)
@@ -770,8 +859,14 @@ class StreamStreamMultiCallable(_Method):
     __slots__ = ()
 
     def __call__(
-        self, request_iterator: Any = None, *, timeout: float | None = None, metadata: Any = None,
-        credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None,
+        self,
+        request_iterator: Any = None,
+        *,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
     ) -> StreamStreamCall:
         self._check(compression)
         call = StreamStreamCall(self.channel, self, None, metadata, timeout, True)
@@ -814,9 +909,10 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport
+        # uvloop's transports are not asyncio.Transport instances (no isinstance check), same interface.
+        self.transport = transport  # type: ignore[assignment]
         self.core.initiate()
-        transport.write(self.core.data_to_send())
+        transport.write(self.core.data_to_send())  # type: ignore[attr-defined]
         if self.channel._opts.keepalive:
             self._keepalive = self.loop.call_later(self.channel._opts.keepalive, self._on_keepalive)
 
@@ -891,7 +987,9 @@ class _Connection(asyncio.Protocol):
         if not self.writers:
             return
         for call in list(self.writers):
-            if call._code is not None or (self.core.buffered(call._sid) <= self.write_buffer and not self.paused):
+            if call._code is not None or (
+                self.core.buffered(call._sid) <= self.write_buffer and not self.paused
+            ):
                 self.writers.discard(call)
                 waiter = call._write_waiter
                 if waiter is not None and not waiter.done():
@@ -917,7 +1015,10 @@ class _Connection(asyncio.Protocol):
                 call._detach()
                 self.channel._retry(call)
             else:
-                call._finish(grpc.StatusCode.UNAVAILABLE, f"connection to {self._peer()} going away before the call was processed")
+                call._finish(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"connection to {self._peer()} going away before the call was processed",
+                )
         self.channel._connection_draining(self)
         if not self.calls:
             self.close()
@@ -929,7 +1030,9 @@ class _Connection(asyncio.Protocol):
         if self.calls and not self._activity and self._ping_timer is None:
             self.core.ping(os.urandom(8))
             self.flush()
-            self._ping_timer = self.loop.call_later(self.channel._opts.keepalive_timeout, self._on_ping_timeout)
+            self._ping_timer = self.loop.call_later(
+                self.channel._opts.keepalive_timeout, self._on_ping_timeout
+            )
         self._activity = False
         self._keepalive = self.loop.call_later(self.channel._opts.keepalive, self._on_keepalive)
 
@@ -978,7 +1081,7 @@ class _Connection(asyncio.Protocol):
 def _parse_target(target: str) -> tuple[str, int]:
     for prefix in ("dns:///", "dns:", "ipv4:", "ipv6:"):
         if target.startswith(prefix):
-            target = target[len(prefix):]
+            target = target[len(prefix) :]
             break
     if target.startswith("["):
         host, _, rest = target[1:].partition("]")
@@ -1052,20 +1155,40 @@ class NativeChannel:
 
     # multicallables (grpc.aio.Channel's signatures)
 
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool | None = False) -> UnaryUnaryMultiCallable:
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryUnaryMultiCallable:
         return UnaryUnaryMultiCallable(self, method, request_serializer, response_deserializer, True)
 
-    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool | None = False) -> UnaryStreamMultiCallable:
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryStreamMultiCallable:
         return UnaryStreamMultiCallable(self, method, request_serializer, response_deserializer, False)
 
-    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool | None = False) -> StreamUnaryMultiCallable:
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> StreamUnaryMultiCallable:
         return StreamUnaryMultiCallable(self, method, request_serializer, response_deserializer, True)
 
-    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                      _registered_method: bool | None = False) -> StreamStreamMultiCallable:
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> StreamStreamMultiCallable:
         return StreamStreamMultiCallable(self, method, request_serializer, response_deserializer, False)
 
     async def __aenter__(self) -> NativeChannel:
@@ -1081,7 +1204,9 @@ class NativeChannel:
         self._loop_now()
         if grace:
             deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and (self._waiting or any(a.conn and a.conn.calls for a in self._addresses)):
+            while time.monotonic() < deadline and (
+                self._waiting or any(a.conn and a.conn.calls for a in self._addresses)
+            ):
                 await asyncio.sleep(0.01)
         for call in list(self._waiting):
             call._finish(grpc.StatusCode.CANCELLED, "Channel closed!")
@@ -1128,10 +1253,8 @@ class NativeChannel:
         self._ensure_connecting()
 
     def _forget(self, call: _Call) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._waiting.remove(call)
-        except ValueError:
-            pass
 
     def _pick(self) -> _Connection | None:
         addresses = self._addresses
@@ -1208,7 +1331,9 @@ class NativeChannel:
 
     async def _connect_some(self, wait: bool) -> None:
         loop = self._loop_now()
-        if self._resolving is None and (not self._addresses or loop.time() - self._resolved_at > self._opts.dns_refresh):
+        if self._resolving is None and (
+            not self._addresses or loop.time() - self._resolved_at > self._opts.dns_refresh
+        ):
             self._resolving = loop.create_task(self._resolve())
         if self._resolving is not None:
             await asyncio.shield(self._resolving)
@@ -1220,10 +1345,14 @@ class NativeChannel:
     async def _resolve(self) -> None:
         loop = self._loop_now()
         try:
-            infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-            sockaddrs = []
+            infos = await loop.getaddrinfo(
+                self._host, self._port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )
+            sockaddrs: list[tuple[Any, ...]] = []
             for family, _, _, _, sockaddr in infos:
-                if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[:2] not in [s[:2] for s in sockaddrs]:
+                if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[:2] not in [
+                    s[:2] for s in sockaddrs
+                ]:
                     sockaddrs.append(sockaddr)
             self._resolve_error = ""
         except Exception as err:  # whatever the resolver raises, waiting calls must end (UNAVAILABLE)
@@ -1237,7 +1366,8 @@ class NativeChannel:
                 self._fail_waiting()
             return  # keep the addresses we had: a failed lookup is not an empty service
         known = {a.sockaddr[:2]: a for a in self._addresses}
-        fresh = [known.pop(s[:2], None) or _Address(s, self._opts.initial_backoff) for s in sockaddrs]
+        backoff = self._opts.initial_backoff
+        fresh = [known.pop(s[:2]) if s[:2] in known else _Address(s, backoff) for s in sockaddrs]
         for gone in known.values():  # no longer in DNS: drain its connection
             if gone.connecting is not None:
                 gone.connecting.cancel()
@@ -1256,7 +1386,9 @@ class NativeChannel:
             try:
                 await asyncio.wait_for(self._open(conn, address), self._opts.connect_timeout)
             except asyncio.TimeoutError:
-                raise ConnectionError(f"connection attempt timed out after {self._opts.connect_timeout:g}s") from None
+                raise ConnectionError(
+                    f"connection attempt timed out after {self._opts.connect_timeout:g}s"
+                ) from None
         except Exception as err:  # any failure to connect is this address's failure: back off, go on
             if conn.transport is not None:
                 conn.transport.abort()

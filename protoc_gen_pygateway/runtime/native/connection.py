@@ -23,7 +23,9 @@ from .hpackcodec import HeaderDecoder, HPACKError, OversizedHeaderListError
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # Frame types
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
+    range(10)
+)
 # Flags
 END_STREAM = 0x1
 ACK = 0x1
@@ -48,9 +50,20 @@ _GOAWAY = struct.Struct(">LL")
 _SETTING = struct.Struct(">HL")
 
 ERROR_NAMES = {
-    0: "NO_ERROR", 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR", 4: "SETTINGS_TIMEOUT",
-    5: "STREAM_CLOSED", 6: "FRAME_SIZE_ERROR", 7: "REFUSED_STREAM", 8: "CANCEL", 9: "COMPRESSION_ERROR",
-    10: "CONNECT_ERROR", 11: "ENHANCE_YOUR_CALM", 12: "INADEQUATE_SECURITY", 13: "HTTP_1_1_REQUIRED",
+    0: "NO_ERROR",
+    1: "PROTOCOL_ERROR",
+    2: "INTERNAL_ERROR",
+    3: "FLOW_CONTROL_ERROR",
+    4: "SETTINGS_TIMEOUT",
+    5: "STREAM_CLOSED",
+    6: "FRAME_SIZE_ERROR",
+    7: "REFUSED_STREAM",
+    8: "CANCEL",
+    9: "COMPRESSION_ERROR",
+    10: "CONNECT_ERROR",
+    11: "ENHANCE_YOUR_CALM",
+    12: "INADEQUATE_SECURITY",
+    13: "HTTP_1_1_REQUIRED",
 }
 
 
@@ -157,7 +170,14 @@ class ProtocolError(Exception):
 
 class _Stream:
     __slots__ = (
-        "closed_local", "headers_seen", "pending", "pending_end", "pending_len", "recv_window", "send_window", "unacked",
+        "closed_local",
+        "headers_seen",
+        "pending",
+        "pending_end",
+        "pending_len",
+        "recv_window",
+        "send_window",
+        "unacked",
     )
 
     def __init__(self, send_window: int, recv_window: int) -> None:
@@ -382,7 +402,9 @@ class ClientConnection:
                 length = (hi << 8) | lo
                 sid &= MAX_WINDOW
                 if length > self.max_frame_size_in:
-                    raise ProtocolError(FRAME_SIZE_ERROR, f"frame of {length} bytes exceeds {self.max_frame_size_in}")
+                    raise ProtocolError(
+                        FRAME_SIZE_ERROR, f"frame of {length} bytes exceeds {self.max_frame_size_in}"
+                    )
                 if end - pos - 9 < length:
                     break
                 payload = bytes(buf[pos + 9 : pos + 9 + length])
@@ -403,7 +425,9 @@ class ClientConnection:
         if not self.goaway_sent:
             self.goaway_sent = True
             last = 0
-            self.out += frame(GOAWAY, 0, 0, _GOAWAY.pack(last, code) + message.encode("utf-8", "replace")[:200])
+            self.out += frame(
+                GOAWAY, 0, 0, _GOAWAY.pack(last, code) + message.encode("utf-8", "replace")[:200]
+            )
         self.terminated = True
         self._in.clear()
         events.append(ConnectionTerminated(code, message))
@@ -428,7 +452,9 @@ class ClientConnection:
             code = _U32.unpack(payload)[0]
             if self.streams.pop(sid, None) is not None:
                 self._blocked.pop(sid, None)
-                events.append(StreamReset(sid, code, True, f"stream reset by the server ({error_name(code)})"))
+                events.append(
+                    StreamReset(sid, code, True, f"stream reset by the server ({error_name(code)})")
+                )
         elif kind == PING:
             if sid != 0 or len(payload) != 8:
                 raise ProtocolError(PROTOCOL_ERROR if sid else FRAME_SIZE_ERROR, "malformed PING")
@@ -521,7 +547,8 @@ class ClientConnection:
         if len(block) > self.max_header_block or count > self.max_continuations:
             raise ProtocolError(
                 ENHANCE_YOUR_CALM,
-                f"header block exceeds {self.max_header_block} bytes or {self.max_continuations} CONTINUATION frames",
+                f"header block exceeds {self.max_header_block} bytes or {self.max_continuations}"
+                " CONTINUATION frames",
             )
         if flags & END_HEADERS:
             self._continuing = None
@@ -545,7 +572,12 @@ class ClientConnection:
         for name, value in headers:
             size += len(name) + len(value) + 32
         if size > self.max_header_list_size:
-            self._stream_error(sid, CANCEL, f"response header list of {size} bytes exceeds {self.max_header_list_size}", events)
+            self._stream_error(
+                sid,
+                CANCEL,
+                f"response header list of {size} bytes exceeds {self.max_header_list_size}",
+                events,
+            )
             return
         end = bool(flags & END_STREAM)
         if stream.headers_seen and not end:

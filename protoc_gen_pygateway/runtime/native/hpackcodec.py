@@ -23,7 +23,7 @@ from __future__ import annotations
 from hpack import Decoder  # the optional `hpack` dependency (extra "native")
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 
-__all__ = ["HPACKError", "HeaderDecoder", "OversizedHeaderListError", "encode_literal", "encode_int"]
+__all__ = ["HPACKError", "HeaderDecoder", "OversizedHeaderListError", "encode_int", "encode_literal"]
 
 #: RFC 7541 Appendix A: static table indices of the names the client sends.
 STATIC_NAME_INDEX = {
@@ -53,10 +53,7 @@ def encode_int(value: int, prefix_bits: int, first: int) -> bytes:
 def encode_literal(name: bytes, value: bytes) -> bytes:
     """One "literal header field without indexing" (RFC 7541 §6.2.2), raw (non-Huffman) strings."""
     index = STATIC_NAME_INDEX.get(name.decode("latin-1"), 0)
-    if index:
-        head = encode_int(index, 4, 0x00)
-    else:
-        head = b"\x00" + encode_int(len(name), 7, 0x00) + name
+    head = encode_int(index, 4, 0x00) if index else b"\x00" + encode_int(len(name), 7, 0x00) + name
     return head + encode_int(len(value), 7, 0x00) + value
 
 

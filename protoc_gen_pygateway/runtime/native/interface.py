@@ -39,7 +39,9 @@ class WriterCall(_CallBase, Protocol):
 
 
 class UnaryUnaryMethod(Protocol):
-    def __call__(self, request: Any, *, timeout: float | None = ..., metadata: Metadata | None = ...) -> Any: ...
+    def __call__(
+        self, request: Any, *, timeout: float | None = ..., metadata: Metadata | None = ...
+    ) -> Any: ...
 
 
 class StreamMethod(Protocol):
@@ -50,22 +52,30 @@ class Channel(Protocol):
     """What the generated modules and the runtime call on a channel."""
 
     def unary_unary(
-        self, method: str, request_serializer: Callable[[Any], bytes] | None = ...,
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = ...,
         response_deserializer: Callable[[bytes], Any] | None = ...,
     ) -> Any: ...
 
     def unary_stream(
-        self, method: str, request_serializer: Callable[[Any], bytes] | None = ...,
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = ...,
         response_deserializer: Callable[[bytes], Any] | None = ...,
     ) -> Any: ...
 
     def stream_unary(
-        self, method: str, request_serializer: Callable[[Any], bytes] | None = ...,
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = ...,
         response_deserializer: Callable[[bytes], Any] | None = ...,
     ) -> Any: ...
 
     def stream_stream(
-        self, method: str, request_serializer: Callable[[Any], bytes] | None = ...,
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = ...,
         response_deserializer: Callable[[bytes], Any] | None = ...,
     ) -> Any: ...
 
