@@ -10,7 +10,7 @@ Methods (service test.Echo), request bytes read as ASCII commands where they ste
 - Big: request "N" -> replies N bytes.
 - Stats: replies "cancelled=C active=A peak=P calls=N" (N: Unary calls served).
 - Deadline: replies the call's time remaining in seconds as the server sees it, or "none".
-- ServerStream: request "COUNT:SIZE:DELAY_MS" -> COUNT messages of SIZE bytes.
+- ServerStream: request "COUNT:SIZE:DELAY_MS[:CODE]" -> COUNT messages of SIZE bytes (then status CODE).
 - ClientStream: replies "COUNT:TOTAL_BYTES" of what it received.
 - Bidi: echoes every message; a message b"fail" ends the call with ABORTED.
 """
@@ -92,7 +92,7 @@ async def deadline(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 
 async def server_stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-    count, size, delay = (int(x) for x in request.decode().split(":"))
+    count, size, delay, *fail = (int(x) for x in request.decode().split(":"))
     complete = False
     with _Active():
         try:
@@ -101,6 +101,10 @@ async def server_stream(request: bytes, context: grpc.aio.ServicerContext) -> As
                 if delay:
                     await asyncio.sleep(delay / 1000)
             complete = True
+            if fail:
+                await context.abort(
+                    next(c for c in grpc.StatusCode if c.value[0] == fail[0]), "failed after the messages"
+                )
         finally:  # cancelled: CancelledError, or the generator closed (GeneratorExit)
             if not complete:
                 STATS["cancelled"] += 1

@@ -129,6 +129,12 @@ def test_streaming_kinds(backend: Backend, uvloop: bool) -> None:
                 b"1:ss",
                 b"2:ss",
             ]
+            # messages sent before a failure status are all read first, then the status is raised
+            call = channel.unary_stream("/test.Echo/ServerStream")(b"3:4:0:9")
+            assert [await call.read() for _ in range(3)] == [b"0:ss", b"1:ss", b"2:ss"]
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call.read()
+            assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
             # client streaming: write, done_writing, await; and with a request iterator
             client = channel.stream_unary("/test.Echo/ClientStream")
             call = client()

@@ -24,6 +24,10 @@ class GatewayOptions:
     #: "close": accept, send the `{"error": Status}` message and close with 4000 + the gRPC code — for
     #: servers that add `Upgrade`/`Connection: upgrade` headers to HTTP refusals (granian does).
     websocket_refusal: Literal["http", "close"] = "http"
+    #: The gRPC transport of the app's channel (`open_channel(target, options.transport)`): "grpcio"
+    #: (grpc.aio) or "native" (runtime/native, HTTP/2 on the event loop). Recorded here for whoever builds
+    #: the channel; the app itself works with either channel.
+    transport: Literal["grpcio", "native"] = "grpcio"
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
-import grpc.aio
-
 from .app import Gateway, combine
 from .asgi import Receive, Scope, Send
 from .errors import error_body
+from .native.interface import Channel
 from .options import GatewayOptions
+from .transport import TRANSPORTS, default_transport, open_channel
 
 
 def discover(root: Path) -> list[str]:
@@ -77,17 +76,21 @@ RECONNECT_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
-def _channel(config: dict[str, Any]) -> grpc.aio.Channel:
+def _channel(config: dict[str, Any]) -> Channel:
+    """The upstream channel over `--transport`: grpc.aio, or the native transport (which takes the same
+    options; it never pings more often than every 5 minutes, grpc-go's default enforcement)."""
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", config["max_receive_bytes"]),
         ("grpc.keepalive_time_ms", 30000),
         *RECONNECT_OPTIONS,
     ]
-    if not config["upstream_tls"]:
-        return grpc.aio.insecure_channel(config["upstream"], options=options)
-    ca = config["upstream_ca"]
-    credentials = grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes() if ca else None)
-    return grpc.aio.secure_channel(config["upstream"], credentials, options=options)
+    return open_channel(
+        config["upstream"],
+        config["transport"],
+        tls=config["upstream_tls"],
+        ca=config["upstream_ca"],
+        options=options,
+    )
 
 
 class GatewayApp:
@@ -103,7 +106,7 @@ class GatewayApp:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.channel: grpc.aio.Channel | None = None
+        self.channel: Channel | None = None
         self.app: Gateway | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
@@ -116,6 +119,7 @@ class GatewayApp:
                 max_body_bytes=self.config["max_body_bytes"],
                 default_timeout=self.config["default_timeout"],
                 websocket_refusal=self.config["websocket_refusal"],
+                transport=self.config["transport"],
             )
             self.app = combine(*apps, options=options)
         return self.app
@@ -439,6 +443,13 @@ def main(argv: list[str] | None = None) -> int:
         help="serve this OpenAPI document (protoc-gen-pygateway's openapi=true output, merged for several "
         "files) at GET /openapi.json; off by default",
     )
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=default_transport(),
+        help="gRPC client: grpcio (grpc.aio) or native (HTTP/2 on the event loop; needs hpack); "
+        "default $PYGATEWAY_TRANSPORT, else grpcio",
+    )
     parser.add_argument("--log-level", default=os.environ.get("PYGATEWAY_LOG_LEVEL", "info"))
     parser.add_argument(
         "--access-log",
@@ -470,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         "upstream": args.upstream,
         "upstream_tls": args.upstream_tls,
         "upstream_ca": args.upstream_ca,
+        "transport": args.transport,
         "root_path": args.root_path,
         "max_body_bytes": args.max_body_bytes,
         "max_receive_bytes": args.max_receive_bytes,

@@ -191,6 +191,10 @@ func handle(srv interface{}, stream grpc.ServerStream) error {
 			}
 		}
 		leave(false)
+		if len(parts) > 3 {
+			code, _ := strconv.Atoi(parts[3])
+			return status.Error(codes.Code(code), "failed after the messages")
+		}
 		return nil
 	case "/test.Echo/ClientStream":
 		count, total := 0, 0

@@ -438,7 +438,7 @@ class _Call:
                 f"unary response with {len(self._messages)} messages",
             )
             return
-        self._finish(code, message)
+        self._finish(code, message, from_server=True)
 
     def _on_data(self, data: bytes, flow: int, end_stream: bool) -> None:
         if self._code is not None:
@@ -532,7 +532,7 @@ class _Call:
             conn.schedule_flush()
         self._finish(code, details)
 
-    def _finish(self, code: grpc.StatusCode, details: str) -> None:
+    def _finish(self, code: grpc.StatusCode, details: str, from_server: bool = False) -> None:
         if self._code is not None:
             return
         self._code = code
@@ -540,8 +540,10 @@ class _Call:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if code is not grpc.StatusCode.OK:
-            self._messages.clear()  # grpcio too drops what a failed stream still had queued
+        if code is not grpc.StatusCode.OK and not from_server:
+            # Ended here (cancel, deadline, a limit, the connection): what was queued is dropped. A status
+            # the server sent comes after the messages it sent before, which read() still returns first.
+            self._messages.clear()
         if self._credit > 0 and self._conn is not None:
             self._conn.core.consumed(self._sid, self._credit)
         conn = self._conn
