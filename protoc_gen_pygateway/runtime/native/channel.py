@@ -451,7 +451,7 @@ class _Call:
             if length > self._max_receive:
                 self._fail_stream(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"Received message larger than max ({length} vs. {self._max_receive})",
+                    f"CLIENT: Received message larger than max ({length} vs. {self._max_receive})",
                     h2.CANCEL,
                 )
                 return
