@@ -131,6 +131,27 @@ def test_peer_max_concurrent_streams_queues_calls() -> None:
     run(main())
 
 
+def test_queued_calls_time_out_cheaply_behind_a_stuck_server() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int) -> None:
+        peer = H2Peer(reader, writer, max_concurrent_streams=1)
+        while True:
+            await peer.next_events()  # never answers
+
+    async def main() -> None:
+        async with FakeServer(handler) as server, NativeChannel(server.target) as channel:
+            await channel.channel_ready()
+            method = channel.unary_unary("/t/M")
+            start = time.monotonic()
+            calls = [method(b"x", timeout=0.5 + (i % 7) / 10) for i in range(5000)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            assert all(isinstance(r, grpc.aio.AioRpcError) for r in results)
+            assert {r.code() for r in results} == {grpc.StatusCode.DEADLINE_EXCEEDED}  # type: ignore[union-attr]
+            assert time.monotonic() - start < 5
+            assert len(channel._waiting) < 100
+
+    run(main())
+
+
 def test_send_side_flow_control_windows_are_respected() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int) -> None:
         # Tiny stream window; h2 raises if the client overruns it, and acknowledges as it reads.
