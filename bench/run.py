@@ -1,7 +1,7 @@
 """`make bench`: the generated gateway against Go grpc-gateway and hand-written Python gateways, in one run.
 
     python -m bench.run [--quick] [--runs 3] [--duration 5] [--only http,stream,rss,codegen]
-                        [--gateways ours,ours-granian,ours-h11,fastapi,raw,go] [--upstream auto|go|python]
+                        [--gateways ours,ours-granian,ours-h11,ours-native,fastapi,raw,go] [--upstream auto|go|python]
 
 Upstream: the Go gRPC backend of ../shared/anchors/grpc-gateway-go (built into .work/anchor when its
 toolchain is installed: `build.sh --install-deps` there installs it), else a grpc.aio backend
@@ -12,6 +12,7 @@ its own process group on its own loopback port:
                 because the bench service streams)
   ours-granian  the same with --websocket off (as for modules without streams)
   ours-h11      the same with --server uvicorn (h11 + wsproto, the alternative server)
+  ours-native   ours, default, with --transport native (the gateway's own gRPC client, issue 17)
   fastapi, raw  bench/baselines/: FastAPI + json_format, and the leanest raw ASGI handler; uvicorn's
                 defaults (httptools + uvloop), access log off
   raw-granian   the same raw handler on the serve command's server (bench/baselines/embedded.py: embedded
@@ -72,8 +73,9 @@ GET_PATH = "/v1/echo/abc"
 STREAM_COUNT = 100_000
 HOLD_STREAMS = 1000
 HOLD_PATH = "/v1/stream/120?interval_ms=1000"
-ALL_GATEWAYS = ("ours", "ours-granian", "ours-h11", "fastapi", "raw", "raw-granian", "server", "go")
-STREAM_GATEWAYS = RSS_GATEWAYS = ("ours", "ours-granian", "go")
+ALL_GATEWAYS = ("ours", "ours-granian", "ours-h11", "ours-native", "fastapi", "raw", "raw-granian", "server")
+ALL_GATEWAYS += ("go",)
+STREAM_GATEWAYS = RSS_GATEWAYS = ("ours", "ours-granian", "ours-native", "go")
 BASELINES = ("go", "fastapi", "raw")  # the ratio columns
 T0 = time.monotonic()
 
@@ -303,6 +305,7 @@ def gateways(gen: Path, upstream: str, go_dir: Path | None) -> dict[str, Gateway
         Gateway("ours", "ours, default" + (" (WebSocket routes)" if ws_routes else ""), ours(), ws_routes),
         Gateway("ours-granian", "ours, --websocket off", ours("--websocket", "off")),
         Gateway("ours-h11", "ours, --server uvicorn", ours("--server", "uvicorn"), ws_routes),
+        Gateway("ours-native", "ours, --transport native", ours("--transport", "native"), ws_routes),
         Gateway("fastapi", "FastAPI + json_format (uvicorn httptools+uvloop)", baseline("naive_fastapi")),
         Gateway("raw", "raw ASGI handler (uvicorn httptools+uvloop)", baseline("raw_asgi")),
         Gateway("raw-granian", "raw ASGI handler (embedded granian + WebSocket, uvloop)", embedded("raw_asgi")),
