@@ -146,8 +146,8 @@ def test_queued_calls_time_out_cheaply_behind_a_stuck_server() -> None:
             results = await asyncio.gather(*calls, return_exceptions=True)
             assert all(isinstance(r, grpc.aio.AioRpcError) for r in results)
             assert {r.code() for r in results} == {grpc.StatusCode.DEADLINE_EXCEEDED}  # type: ignore[union-attr]
-            assert time.monotonic() - start < 5
-            assert len(channel._waiting) < 100
+            assert time.monotonic() - start < 20  # bounded even on a loaded machine; no O(n^2) removal
+            assert len(channel._waiting) < 100  # ended calls left the queue
 
     run(main())
 

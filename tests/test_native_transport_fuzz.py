@@ -128,7 +128,7 @@ async def _one(chunks: list[bytes], end: str, streaming: bool) -> None:
         except grpc.aio.AioRpcError as err:
             assert isinstance(err.code(), grpc.StatusCode)
             event(f"status {err.code().name}")
-        assert time.monotonic() - start < 2.0
+        assert time.monotonic() - start < 6.0  # deadline 0.5 s, connect timeout 0.5 s: a hang is far longer
     await asyncio.sleep(0)
     assert not problems, problems
 
