@@ -31,7 +31,7 @@ def test_encoder_output_decodes_with_hpack(headers: list[tuple[str, str]]) -> No
     assert hpack.Decoder().decode(block) == headers
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(
         st.lists(
