@@ -475,7 +475,11 @@ def test_dns_round_robin_and_re_resolution(monkeypatch: pytest.MonkeyPatch, kind
     with socket.socket() as probe:  # 127.0.0.2 is loopback on Linux; it must be free there too
         probe.bind(("127.0.0.2", port))
     first = Backend(host="127.0.0.1", port=port, go=kind == "go")
-    second = Backend(host="127.0.0.2", port=port, go=kind == "go")
+    try:
+        second = Backend(host="127.0.0.2", port=port, go=kind == "go")
+    except Exception:
+        first.kill()
+        raise
     answer = ["127.0.0.1", "127.0.0.2"]
 
     real_getaddrinfo: list[Any] = []
