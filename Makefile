@@ -33,6 +33,9 @@ demo: generate ## run the example backend + generated gateway, show real request
 test: $(STAMP) ## run the whole test suite (unit, plugin, golden, end-to-end, lint of generated code)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+test-native: $(STAMP) ## the whole suite with every served gateway on the native gRPC transport (PYGATEWAY_TRANSPORT=native)
+	PYGATEWAY_TRANSPORT=native $(PY) -m pytest -q $(PYTEST_ARGS)
+
 COVERAGE_DIR := $(CURDIR)/.coverage-data
 coverage: $(STAMP) ## line + branch coverage of the plugin and the runtime over the whole suite (servers included; htmlcov/)
 	rm -rf $(COVERAGE_DIR) htmlcov && mkdir -p $(COVERAGE_DIR)

@@ -1,7 +1,7 @@
 """`make bench`: the generated gateway against Go grpc-gateway and hand-written Python gateways, in one run.
 
     python -m bench.run [--quick] [--runs 3] [--duration 5] [--only http,stream,rss,codegen]
-                        [--gateways ours,ours-granian,ours-granian-ws,fastapi,raw,go] [--upstream auto|go|python]
+                        [--gateways ours,ours-granian,ours-granian-ws,ours-native,fastapi,raw,go] [--upstream auto|go|python]
 
 Upstream: the Go gRPC backend of ../shared/anchors/grpc-gateway-go (built into .work/anchor when its
 toolchain is installed: `build.sh --install-deps` there installs it), else a grpc.aio backend
@@ -12,6 +12,7 @@ its own process group on its own loopback port:
                 on: uvicorn with the gateway's zttp protocol + wsproto, on uvloop)
   ours-granian  the same with --websocket off (embedded granian, as for modules without streams)
   ours-granian-ws  the same with --server granian (embedded granian + WebSocket, the previous default)
+  ours-native   ours, default, with --transport native (the gateway's own gRPC client, issue 17)
   fastapi, raw  bench/baselines/: FastAPI + json_format, and the leanest raw ASGI handler; uvicorn's
                 defaults (httptools + uvloop), access log off
   raw-granian   the same raw handler on the serve command's server (bench/baselines/embedded.py: embedded
@@ -73,9 +74,18 @@ STREAM_COUNT = 100_000
 HOLD_STREAMS = 1000
 HOLD_PATH = "/v1/stream/120?interval_ms=1000"
 ALL_GATEWAYS = (
-    "ours", "ours-metrics", "ours-granian", "ours-granian-ws", "fastapi", "raw", "raw-granian", "server", "go"
+    "ours",
+    "ours-metrics",
+    "ours-granian",
+    "ours-granian-ws",
+    "ours-native",
+    "fastapi",
+    "raw",
+    "raw-granian",
+    "server",
+    "go",
 )
-STREAM_GATEWAYS = RSS_GATEWAYS = ("ours", "ours-granian", "go")
+STREAM_GATEWAYS = RSS_GATEWAYS = ("ours", "ours-granian", "ours-native", "go")
 BASELINES = ("go", "fastapi", "raw")  # the ratio columns
 T0 = time.monotonic()
 
@@ -305,6 +315,7 @@ def gateways(gen: Path, upstream: str, go_dir: Path | None) -> dict[str, Gateway
         Gateway("ours-metrics", "ours, default + --metrics", ours("--metrics"), ws_routes),
         Gateway("ours-granian", "ours, --websocket off", ours("--websocket", "off")),
         Gateway("ours-granian-ws", "ours, --server granian", ours("--server", "granian"), ws_routes),
+        Gateway("ours-native", "ours, --transport native", ours("--transport", "native"), ws_routes),
         Gateway("fastapi", "FastAPI + json_format (uvicorn httptools+uvloop)", baseline("naive_fastapi")),
         Gateway("raw", "raw ASGI handler (uvicorn httptools+uvloop)", baseline("raw_asgi")),
         Gateway("raw-granian", "raw ASGI handler (embedded granian + WebSocket, uvloop)", embedded("raw_asgi")),

@@ -399,14 +399,13 @@ class LazyGateway:
             self._lock = self._lock or asyncio.Lock()
             async with self._lock:
                 if self._app is None:
-                    import grpc.aio
-
                     gen = Path(os.environ[ENV_GEN])
                     if str(gen) not in sys.path:
                         sys.path.insert(0, str(gen))
                     runtime = importlib.import_module("pygateway_runtime")
                     serve = importlib.import_module("pygateway_runtime.serve")
-                    channel = grpc.aio.insecure_channel(os.environ[ENV_UPSTREAM])
+                    # $PYGATEWAY_TRANSPORT picks grpcio (default) or the native transport.
+                    channel = runtime.open_channel(os.environ[ENV_UPSTREAM])
                     apps = [importlib.import_module(name).create_app(channel) for name in serve.discover(gen)]
                     self._app = runtime.combine(*apps)
         return self._app

@@ -62,11 +62,13 @@ from .jsonfast import (
 )
 from .jsonstyle import JsonStyle, dump_json
 from .metadata import parse_timeout, request_metadata, response_metadata_headers
+from .native.interface import Channel
 from .options import GatewayOptions, HeaderPolicy
 from .query import NOTHING_BOUND, apply_query, set_path_message
 from .request import Request, check_body_type
 from .routing import LITERAL, MULTI, SINGLE, Capture, Route, segments
 from .streams import client_stream_call, server_stream_call
+from .transport import TRANSPORTS, default_transport, open_channel
 from .unary import unary_call
 from .values import (
     MAX_URL_VALUE_BYTES,
@@ -92,7 +94,9 @@ __all__ = [
     "MULTI",
     "NOTHING_BOUND",
     "SINGLE",
+    "TRANSPORTS",
     "Capture",
+    "Channel",
     "ChannelSource",
     "ClientDisconnectedError",
     "CorsPolicy",
@@ -126,6 +130,7 @@ __all__ = [
     "check_raw_body",
     "client_stream_call",
     "combine",
+    "default_transport",
     "dump_json",
     "enum_names",
     "error_body",
@@ -152,6 +157,7 @@ __all__ = [
     "json_double",
     "json_float",
     "negative_zero",
+    "open_channel",
     "parse_bool",
     "parse_bytes",
     "parse_double",

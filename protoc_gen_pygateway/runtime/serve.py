@@ -35,15 +35,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import grpc
-import grpc.aio
-
 from . import observe
 from .app import Gateway, combine
 from .asgi import Receive, Scope, Send
 from .errors import error_body
+from .native.interface import Channel
 from .options import GatewayOptions
 from .serve_ops import add_ops_arguments, gateway_ops, ops_config
+from .transport import TRANSPORTS, default_transport, open_channel
 from .workers import bind_listener, parse_workers, supervise
 
 
@@ -77,41 +76,41 @@ RECONNECT_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
-def _channel(config: dict[str, Any]) -> grpc.aio.Channel:
+def _channel(config: dict[str, Any]) -> Channel:
+    """The upstream channel over `--transport`: grpc.aio, or the native transport (which takes the same
+    options; it never pings more often than every 5 minutes, grpc-go's default enforcement)."""
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", config["max_receive_bytes"]),
         ("grpc.keepalive_time_ms", 30000),
         *RECONNECT_OPTIONS,
     ]
-    if not config["upstream_tls"]:
-        return grpc.aio.insecure_channel(config["upstream"], options=options)
-    pem = config.get("upstream_pem") or {}
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=pem.get("ca"),
+    return open_channel(
+        config["upstream"],
+        config["transport"],
+        tls=config["upstream_tls"],
+        ca=config["upstream_ca"],
         # Mutual TLS (`--upstream-cert`/`--upstream-key`): the client certificate for meshes without
         # sidecars; both None otherwise.
-        private_key=pem.get("key"),
-        certificate_chain=pem.get("cert"),
+        cert=config["upstream_cert"],
+        key=config["upstream_key"],
+        options=options,
     )
-    return grpc.aio.secure_channel(config["upstream"], credentials, options=options)
 
 
-def _read_pem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, bytes]:
-    """The PEM files of --upstream-ca/--upstream-cert/--upstream-key, read before serving (a bad path is a
-    usage error naming it, not a failure of the first call)."""
+def _check_pem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The PEM files of --upstream-ca/--upstream-cert/--upstream-key are readable before serving (a bad path
+    is a usage error naming it, not a failure of the first call)."""
     if (args.upstream_cert is None) != (args.upstream_key is None):
         parser.error("--upstream-cert and --upstream-key go together (the client certificate and its key)")
     if not args.upstream_tls and (args.upstream_cert or args.upstream_ca):
         parser.error("--upstream-ca, --upstream-cert and --upstream-key need --upstream-tls")
-    pem: dict[str, bytes] = {}
     for name, path in (("ca", args.upstream_ca), ("cert", args.upstream_cert), ("key", args.upstream_key)):
         if path is None:
             continue
         try:
-            pem[name] = Path(path).read_bytes()
+            Path(path).read_bytes()
         except OSError as err:
             parser.error(f"--upstream-{name} {path}: {err.strerror or err}")
-    return pem
 
 
 class GatewayApp:
@@ -127,7 +126,7 @@ class GatewayApp:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.channel: grpc.aio.Channel | None = None
+        self.channel: Channel | None = None
         self.app: Gateway | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = False
@@ -145,6 +144,7 @@ class GatewayApp:
                 tracing=bool(self.config.get("tracing")),
                 access_log=bool(self.config.get("access_log")),
                 **gateway_ops(self.config),
+                transport=self.config["transport"],
             )
             self.app = combine(*apps, options=options)
         return self.app
@@ -380,6 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         help="serve this OpenAPI document (protoc-gen-pygateway's openapi=true output, merged for several "
         "files) at GET /openapi.json; off by default",
     )
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=default_transport(),
+        help="gRPC client: grpcio (grpc.aio) or native (HTTP/2 on the event loop; needs hpack); "
+        "default $PYGATEWAY_TRANSPORT, else grpcio",
+    )
     parser.add_argument("--log-level", default=os.environ.get("PYGATEWAY_LOG_LEVEL", "info"))
     observe.serve_arguments(parser)  # --access-log, --metrics, --tracing
     add_ops_arguments(parser)  # --cors-*, health, --drain-seconds
@@ -405,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             "requests without a key with its own 400 (%s to serve them)",
             INSTALL["uvicorn"],
         )
-    pem = _read_pem(parser, args)
+    _check_pem(parser, args)
     try:
         workers = parse_workers(args.workers)
     except ValueError:
@@ -422,7 +429,9 @@ def main(argv: list[str] | None = None) -> int:
         "upstream": args.upstream,
         "upstream_tls": args.upstream_tls,
         "upstream_ca": args.upstream_ca,
-        "upstream_pem": pem,
+        "upstream_cert": args.upstream_cert,
+        "upstream_key": args.upstream_key,
+        "transport": args.transport,
         "root_path": args.root_path,
         "max_body_bytes": args.max_body_bytes,
         "max_receive_bytes": args.max_receive_bytes,
