@@ -4,14 +4,26 @@ generated gateway answering Connect requests from httpx (the Node clients: test_
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import struct
+import time
+from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2  # type: ignore[import-untyped,unused-ignore]
 
-from protoc_gen_pygateway.runtime import connect
+from protoc_gen_pygateway.runtime import connect, grpcweb
+from tests.conftest import GatewayServer
+
+GET_BOOK = "/shop.v1.ShopService/GetBook"
+ECHO = "/shop.v1.ShopService/EchoMetadata"
+FAIL = "/shop.v1.ShopService/Fail"
+PING = "/shop.v1.ShopService/Ping"
+WATCH = "/shop.v1.FeedService/Watch"
 
 
 def test_code_tables_cover_every_error_code() -> None:
@@ -127,3 +139,189 @@ def test_end_stream_and_trailers() -> None:
         (b"trailer-x-b-bin", b"AQ"),
     ]
     assert connect.envelope(0, b"ab") == b"\x00\x00\x00\x00\x02ab"
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(params=["granian", "uvicorn"])
+def server(
+    request: pytest.FixtureRequest, gateway: GatewayServer, uvicorn_gateway: GatewayServer
+) -> GatewayServer:
+    return gateway if request.param == "granian" else uvicorn_gateway
+
+
+@pytest.fixture
+def http(server: GatewayServer, backend: Any) -> Iterator[httpx.Client]:
+    backend.reset()
+    with httpx.Client(base_url=server.url, timeout=10.0) as c:
+        yield c
+
+
+def pb2(name: str) -> Any:
+    return importlib.import_module(f"shop.v1.{name}")
+
+
+UNARY = {"Content-Type": "application/json", "Connect-Protocol-Version": "1"}
+
+
+def test_unary_json(http: httpx.Client) -> None:
+    response = http.post(GET_BOOK, json={"name": "shelves/fiction/books/dune"}, headers=UNARY)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["title"] == "Dune"
+
+
+def test_unary_proto(http: httpx.Client) -> None:
+    shop = pb2("shop_pb2")
+    body = shop.GetBookRequest(name="shelves/fiction/books/dune").SerializeToString()
+    response = http.post(GET_BOOK, content=body, headers={"Content-Type": "application/proto"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/proto"
+    assert shop.Book.FromString(response.content).title == "Dune"
+
+
+def test_unary_get(http: httpx.Client) -> None:
+    shop = pb2("shop_pb2")
+    raw = shop.GetBookRequest(name="shelves/fiction/books/dune").SerializeToString()
+    message = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    response = http.get(
+        GET_BOOK, params={"connect": "v1", "encoding": "proto", "base64": "1", "message": message}
+    )
+    assert response.status_code == 200 and shop.Book.FromString(response.content).title == "Dune"
+    response = http.get(
+        GET_BOOK, params={"encoding": "json", "message": json.dumps({"name": "shelves/fiction/books/dune"})}
+    )
+    assert response.status_code == 200 and response.json()["title"] == "Dune"
+    response = http.get(GET_BOOK, params={"encoding": "json", "message": "{}", "compression": "gzip"})
+    assert response.status_code == 501 and response.json()["code"] == "unimplemented"
+    # Methods without idempotency_level = NO_SIDE_EFFECTS have no GET.
+    response = http.get(ECHO, params={"encoding": "json", "message": "{}"})
+    assert response.status_code == 405
+
+
+def test_errors_with_details(http: httpx.Client) -> None:
+    response = http.post(
+        FAIL, json={"code": 5, "message": "no such book", "reason": "BOOK_MISSING"}, headers=UNARY
+    )
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    data = response.json()
+    assert data["code"] == "not_found" and data["message"] == "no such book"
+    [detail] = data["details"]
+    assert detail["type"] == "google.rpc.ErrorInfo"
+    assert detail["debug"]["reason"] == "BOOK_MISSING"
+    value = base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))
+    assert error_details_pb2.ErrorInfo.FromString(value).reason == "BOOK_MISSING"
+    for code, status in [(1, 499), (4, 504), (9, 400), (12, 501), (14, 503), (16, 401)]:
+        response = http.post(FAIL, json={"code": code, "message": "m"}, headers=UNARY)
+        assert response.status_code == status and response.json()["code"] == connect.CODE_NAMES[code]
+
+
+def test_header_and_trailer_metadata(http: httpx.Client) -> None:
+    headers = {**UNARY, "X-User": "alice", "Connect-Timeout-Ms": "5000"}
+    response = http.post(ECHO, json={"note": "n"}, headers=headers)
+    assert response.status_code == 200
+    assert response.headers["x-echo-initial"] == "yes"
+    assert response.headers["trailer-x-echo-trailer"] == "yes"
+    assert "trailer-x-echo-bin" in response.headers
+    data = response.json()
+    assert data["metadata"]["x-user"]["values"] == ["alice"]
+    assert "connect-timeout-ms" not in data["metadata"] and "connect-protocol-version" not in data["metadata"]
+    assert 0 < data["deadlineSeconds"] <= 5.1
+
+
+def test_deadline(http: httpx.Client) -> None:
+    headers = {**UNARY, "Connect-Timeout-Ms": "100", "X-Backend-Delay-Ms": "2000"}
+    started = time.monotonic()
+    response = http.post(ECHO, json={}, headers=headers)
+    assert time.monotonic() - started < 1.5
+    assert response.status_code == 504 and response.json()["code"] == "deadline_exceeded"
+    response = http.post(ECHO, json={}, headers={**UNARY, "Connect-Timeout-Ms": "soon"})
+    assert response.status_code == 400 and "Connect-Timeout-Ms" in response.json()["message"]
+
+
+def test_bad_requests(http: httpx.Client) -> None:
+    response = http.post(GET_BOOK, content=b"{", headers=UNARY)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_argument"
+    response = http.post(GET_BOOK, content=b"{}", headers={**UNARY, "Connect-Protocol-Version": "2"})
+    assert response.status_code == 400
+    response = http.post(GET_BOOK, content=b"{}", headers={**UNARY, "Content-Encoding": "gzip"})
+    assert response.status_code == 501 and response.json()["code"] == "unimplemented"
+    response = http.post(
+        GET_BOOK, content=b"x" * (5 * 1024 * 1024), headers={"Content-Type": "application/proto"}
+    )
+    assert response.status_code == 413 and response.json()["code"] == "resource_exhausted"
+
+
+def stream_body(message: Any) -> bytes:
+    return connect.envelope(0, message.SerializeToString())
+
+
+def parse_stream(body: bytes) -> tuple[list[bytes], dict[str, Any]]:
+    frames = grpcweb.FrameDecoder(1 << 30)
+    found = frames.feed(body)
+    frames.finish()
+    assert found and found[-1][0] == connect.END_STREAM
+    assert all(flag == 0 for flag, _ in found[:-1])
+    return [payload for _, payload in found[:-1]], json.loads(found[-1][1])
+
+
+def test_server_stream(http: httpx.Client) -> None:
+    feed = pb2("feed_pb2")
+    body = stream_body(feed.WatchRequest(shelf="shelves/fiction", count=3))
+    response = http.post(WATCH, content=body, headers={"Content-Type": "application/connect+proto"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/connect+proto"
+    assert response.headers["x-feed-initial"] == "yes"
+    messages, end = parse_stream(response.content)
+    assert [feed.Event.FromString(m).seq for m in messages] == [0, 1, 2]
+    assert end == {"metadata": {"x-feed-trailer": ["done"]}}
+
+
+def test_server_stream_json_failing(http: httpx.Client) -> None:
+    body = connect.envelope(0, b'{"shelf": "shelves/fiction", "count": 4, "failCode": 14, "failAfter": 1}')
+    response = http.post(WATCH, content=body, headers={"Content-Type": "application/connect+json"})
+    messages, end = parse_stream(response.content)
+    assert [json.loads(m)["seq"] for m in messages] == ["0"]
+    assert end["error"]["code"] == "unavailable" and end["error"]["message"] == "failed after 1 events"
+    assert end["error"]["details"][0]["type"] == "google.rpc.ErrorInfo"
+    assert end["metadata"] == {"x-feed-trailer": ["done"]}
+    body = connect.envelope(0, b'{"shelf": "shelves/missing"}')
+    response = http.post(WATCH, content=body, headers={"Content-Type": "application/connect+json"})
+    assert response.status_code == 200
+    messages, end = parse_stream(response.content)
+    assert messages == [] and end["error"]["code"] == "not_found"
+
+
+def test_streaming_kinds_refused(http: httpx.Client) -> None:
+    response = http.post(
+        "/shop.v1.FeedService/Upload", content=b"", headers={"Content-Type": "application/connect+json"}
+    )
+    _, end = parse_stream(response.content)
+    assert end["error"]["code"] == "unimplemented"
+    response = http.post(WATCH, content=b"{}", headers=UNARY)
+    assert response.status_code == 415
+
+
+@pytest.fixture(scope="module")
+def unbound_gateway(tmp_path_factory: pytest.TempPathFactory, backend: Any) -> Iterator[GatewayServer]:
+    """generate_unbound_methods=true: Ping also has the REST route POST /shop.v1.ShopService/Ping."""
+    from tests.protoc_support import generate_tree
+
+    out = tmp_path_factory.mktemp("unbound")
+    generate_tree(out, ["shop/v1/shop.proto", "shop/v1/feed.proto"], "generate_unbound_methods=true")
+    server = GatewayServer(out, backend.port)
+    yield server
+    server.stop()
+
+
+def test_rest_and_connect_share_the_unbound_route(unbound_gateway: GatewayServer, backend: Any) -> None:
+    """The documented rule: application/json with Connect-Protocol-Version is Connect, without it REST."""
+    with httpx.Client(base_url=unbound_gateway.url, timeout=10.0) as http:
+        rest = http.post(PING, json={}, headers={"Content-Type": "application/json"})
+        assert rest.status_code == 200 and rest.json() == {}
+        wrong = http.post(PING, content=b"{", headers={"Content-Type": "application/json"})
+        assert wrong.status_code == 400 and wrong.json()["code"] == 3  # REST's google.rpc.Status
+        wrong = http.post(PING, content=b"{", headers=UNARY)
+        assert wrong.status_code == 400 and wrong.json()["code"] == "invalid_argument"  # Connect's error
+        form = http.post(PING, content=b"a=b", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert form.status_code == 415 and form.json()["code"] == 3  # REST's own refusal

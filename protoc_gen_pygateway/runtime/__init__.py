@@ -8,6 +8,7 @@ the request-independent machinery they call, one job per module:
 - `request`: the HTTP exchange (bounded body reading, media types, responses); `errors`: status mapping
   and the google.rpc.Status body; `metadata`: headers <-> gRPC metadata under the generated policy;
 - `unary`, `streams` (NDJSON, SSE, client streams), `websocket`: the calls; `lifecycle`: graceful shutdown;
+- `rpc`: gRPC-Web and Connect at `POST /pkg.Service/Method` (wire formats: `grpcweb`, `connect`);
 - `jsonstyle`, `jsonfast`, `values`, `query`: JSON bodies, the generated codecs' helpers, path and query
   values; `options`: `GatewayOptions` and `HeaderPolicy`;
 - `serve`: the serve command (`python -m pygateway_runtime.serve`, or `pygateway_serve.py` beside this
@@ -51,6 +52,7 @@ from .options import GatewayOptions, HeaderPolicy
 from .query import NOTHING_BOUND, apply_query
 from .request import Request, check_body_type
 from .routing import LITERAL, MULTI, SINGLE, Capture, Route, segments
+from .rpc import EXPOSE_HEADERS, RpcMethod, expose_headers
 from .streams import client_stream_call, server_stream_call
 from .unary import unary_call
 from .values import (
@@ -71,6 +73,7 @@ from .version import __version__
 from .websocket import websocket_call
 
 __all__ = [
+    "EXPOSE_HEADERS",
     "HTTP_STATUS",
     "LITERAL",
     "MAX_URL_VALUE_BYTES",
@@ -91,6 +94,7 @@ __all__ = [
     "Receive",
     "Request",
     "Route",
+    "RpcMethod",
     "Scope",
     "Send",
     "__version__",
@@ -102,6 +106,7 @@ __all__ = [
     "dump_json",
     "enum_names",
     "error_body",
+    "expose_headers",
     "fast_bool",
     "fast_double",
     "fast_enum",

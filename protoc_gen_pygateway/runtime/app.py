@@ -20,6 +20,7 @@ from .lifecycle import _SHUTDOWN_TEXT
 from .options import GatewayOptions
 from .request import Request
 from .routing import LITERAL, _index_by_first_literal, _split_path
+from .rpc import RpcMethod, choose
 from .websocket import _refuse
 
 if TYPE_CHECKING:
@@ -33,9 +34,19 @@ class Gateway:
     """The ASGI app: one routing loop over every route, 404/405 from what matched partially."""
 
     def __init__(
-        self, routes: Iterable[Route], max_body_bytes: int, options: GatewayOptions | None = None
+        self,
+        routes: Iterable[Route],
+        max_body_bytes: int,
+        options: GatewayOptions | None = None,
+        rpc_methods: Iterable[RpcMethod] = (),
     ) -> None:
         options = options or GatewayOptions()
+        #: gRPC-Web / Connect methods by path (`/pkg.Service/Method`); see rpc.py for the dispatch rule.
+        self.rpc: dict[str, RpcMethod] = {}
+        for rpc in rpc_methods:
+            if rpc.path in self.rpc:
+                raise ValueError(f"method {rpc.path} is served by two modules")
+            self.rpc[rpc.path] = rpc
         self.options = options
         self.max_body_bytes = options.max_body_bytes or max_body_bytes
         # Generation computed each route's rank: literal before `*` before `**`, verbs first. Stable
@@ -123,7 +134,14 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send, self)
         try:
-            found = self.resolve(scope["method"], _route_path(scope))
+            path = _route_path(scope)
+            rpc = self.rpc.get(path) if self.rpc else None
+            if rpc is not None:  # gRPC-Web or Connect, unless the REST route at this path is meant
+                handler = choose(request, rpc, lambda verb: not isinstance(self.resolve(verb, path), list))
+                if handler is not None:
+                    await handler(request, rpc)
+                    return
+            found = self.resolve(scope["method"], path)
             if isinstance(found, list):
                 if found:
                     allow = ", ".join(sorted(found))
@@ -199,7 +217,8 @@ def combine(*apps: Gateway, options: GatewayOptions | None = None) -> Gateway:
         raise ValueError("combine() needs at least one gateway")
     routes = [route for app in apps for route in app.routes]
     max_body = max(app.max_body_bytes for app in apps)
-    combined = Gateway(routes, max_body, options or apps[0].options)
+    rpc_methods = [rpc for app in apps for rpc in app.rpc.values()]
+    combined = Gateway(routes, max_body, options or apps[0].options, rpc_methods)
     for app in apps:  # one shutdown for all: the parts' routes are served by `combined` now
         combined._linked.append(app)
         app._linked.append(combined)

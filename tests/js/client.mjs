@@ -88,6 +88,7 @@ async function run(scenario) {
       result.responses.push(toJson(method.output, reply, { registry }));
     } else if (method.methodKind === "server_streaming") {
       for await (const reply of call(request, options)) {
+        if (controller.signal.aborted) continue; // messages already buffered when the client gave up
         result.responses.push(toJson(method.output, reply, { registry }));
         if (scenario.abortAfterMessages !== undefined && result.responses.length >= scenario.abortAfterMessages) {
           controller.abort();

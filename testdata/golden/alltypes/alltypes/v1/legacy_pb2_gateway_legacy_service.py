@@ -5,6 +5,7 @@
 
 Routes:
     POST /v1/legacy:echo -> Echo
+    POST /alltypes.v1.LegacyService/<Method> -> gRPC-Web and Connect, every method above
 
 Serve `create_app(channel)` with any ASGI server, mount it in Starlette/FastAPI, or merge several
 services with `pygateway_runtime.combine(...)`.
@@ -237,6 +238,11 @@ class LegacyServiceGateway:
             request_serializer=alltypes_dot_v1_dot_legacy__pb2.Legacy.SerializeToString,
             response_deserializer=alltypes_dot_v1_dot_legacy__pb2.Legacy.FromString,
         )
+        self._echo_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/alltypes.v1.LegacyService/Echo",
+            request_serializer=None,
+            response_deserializer=None,
+        )
 
     async def echo_0(self, request: _rt.Request) -> None:
         """POST /v1/legacy:echo"""
@@ -259,7 +265,25 @@ class LegacyServiceGateway:
             ),
         ]
 
+    def rpc_methods(self) -> list[_rt.RpcMethod]:
+        """gRPC-Web and Connect at POST /alltypes.v1.LegacyService/<Method>, one per method."""
+        return [
+            _rt.RpcMethod(
+                "/alltypes.v1.LegacyService/Echo",
+                "unary_unary",
+                self._echo_raw,
+                alltypes_dot_v1_dot_legacy__pb2.Legacy,
+                alltypes_dot_v1_dot_legacy__pb2.Legacy,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+        ]
+
 
 def create_app(channel: grpc.aio.Channel, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
-    """The ASGI app serving alltypes.v1.LegacyService's REST/JSON routes over `channel`."""
-    return _rt.Gateway(LegacyServiceGateway(channel).routes(), MAX_BODY_BYTES, options)
+    """The ASGI app serving alltypes.v1.LegacyService's REST/JSON, gRPC-Web, Connect routes over `channel`."""
+    gateway = LegacyServiceGateway(channel)
+    return _rt.Gateway(gateway.routes(), MAX_BODY_BYTES, options, gateway.rpc_methods())

@@ -1,0 +1,725 @@
+"""gRPC-Web and Connect calls at `POST /pkg.Service/Method` (and Connect's GET), beside the REST routes.
+
+Dispatch (`choose`, called by the routing loop for a path that names a method of a served module):
+
+- `application/grpc-web*` -> gRPC-Web; `application/connect+*` -> a Connect stream; `application/proto`
+  -> Connect unary. `application/json` is Connect unary when the request carries
+  `Connect-Protocol-Version` or no REST route answers POST at that path; otherwise it is the REST route
+  (an unbound method with generate_unbound_methods, or a binding the user put there).
+- Any other Content-Type (or none) goes to the REST route when one answers POST there, else 415 with
+  the JSON Status naming the accepted types.
+- GET is Connect's GET for methods marked `idempotency_level = NO_SIDE_EFFECTS` (unless a REST GET route
+  is bound at that path); other methods answer GET with 405.
+
+Metadata follows the module's generated header policy exactly as for REST (hop-by-hop, Connection-named,
+stripped and reserved keys never reach the upstream; `Grpc-Metadata-*` and the forwarded headers work as
+there); in addition, as gRPC-Web and Connect clients send metadata, every other request header with a
+valid metadata name becomes metadata under its own name, except the protocols' own headers and the IANA
+permanent headers (those follow `forward_permanent_headers`). Header metadata of the reply becomes
+response headers under its own name, trailer metadata goes to the gRPC-Web trailer frame, the Connect
+end-stream message or Connect unary's `trailer-<key>` headers; reserved keys never do.
+
+Proto messages are passed through as bytes (the upstream parses them; no decode/encode in the gateway);
+JSON messages are parsed into the request type under the module's JSON options and the reply printed
+with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+from google.protobuf import message
+from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
+
+from . import connect, grpcweb
+from .errors import ClientDisconnectedError, HttpError, _pairs, _rpc_failure, bad_request
+from .lifecycle import _SHUTDOWN_TEXT, _Stop
+from .metadata import _PRINTABLE, _VALID_KEY, _metadata_value, request_metadata
+from .streams import _EOF, _cancel_on_disconnect
+
+if TYPE_CHECKING:
+
+    from .asgi import Metadata
+    from .jsonstyle import JsonStyle
+    from .options import HeaderPolicy
+    from .request import Request
+
+#: Response headers browsers must be allowed to read for these protocols (CORS
+#: `Access-Control-Expose-Headers`), besides the metadata keys a deployment uses (see `expose_headers`).
+EXPOSE_HEADERS: tuple[str, ...] = (*grpcweb.EXPOSE_HEADERS, *connect.EXPOSE_HEADERS)
+
+#: Request headers that are the protocols' own and never metadata under their own name.
+_PROTOCOL_HEADERS = frozenset(
+    {
+        b"accept-encoding",
+        b"content-encoding",
+        b"content-length",
+        b"x-grpc-web",
+    }
+)
+#: Prefixes of the same: the protocols' own, and `sec-*`, the browser-controlled fetch metadata and the
+#: WebSocket handshake (`Sec-WebSocket-Key`), which say something to the gateway, not to the upstream.
+_PROTOCOL_PREFIXES = (b"grpc-", b"connect-", b"sec-")
+#: The IANA permanent headers (the plugin's header_policy.PERMANENT_HEADERS): metadata only as the
+#: policy forwards them (`grpcgateway-<name>` with forward_permanent_headers), never under their own name.
+_PERMANENT_HEADERS = frozenset(
+    {
+        b"accept",
+        b"accept-charset",
+        b"accept-language",
+        b"accept-ranges",
+        b"cache-control",
+        b"content-type",
+        b"cookie",
+        b"date",
+        b"expect",
+        b"from",
+        b"host",
+        b"if-match",
+        b"if-modified-since",
+        b"if-none-match",
+        b"if-schedule-tag-match",
+        b"if-unmodified-since",
+        b"max-forwards",
+        b"origin",
+        b"pragma",
+        b"referer",
+        b"user-agent",
+        b"via",
+        b"warning",
+    }
+)
+#: Metadata keys never written as response headers (they would forge the response's framing, caching,
+#: CORS or the protocols' own headers), on top of the policy's blocked keys.
+_RESPONSE_RESERVED = frozenset(
+    {
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "date",
+        "location",
+        "server",
+        "set-cookie",
+        "vary",
+    }
+)
+_RESPONSE_RESERVED_PREFIXES = ("access-control-", "connect-", "trailer-", "grpc-", ":")
+
+
+def expose_headers(metadata_keys: Iterable[str] = ()) -> tuple[str, ...]:
+    """What a CORS policy should list in `Access-Control-Expose-Headers` for browser clients of these
+    protocols: `EXPOSE_HEADERS`, each header metadata key, and `trailer-<key>` for Connect unary trailers."""
+    keys = sorted({k.lower() for k in metadata_keys})
+    return (*EXPOSE_HEADERS, *keys, *(f"trailer-{k}" for k in keys))
+
+
+class RpcMethod:
+    """One method as gRPC-Web and Connect serve it (built by the generated module)."""
+
+    __slots__ = (
+        "connect",
+        "grpcweb",
+        "input_type",
+        "json",
+        "kind",
+        "name",
+        "no_side_effects",
+        "output_type",
+        "path",
+        "policy",
+        "raw",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        kind: str,
+        raw: Any,
+        input_type: type[message.Message],
+        output_type: type[message.Message],
+        json: JsonStyle,
+        policy: HeaderPolicy,
+        *,
+        grpcweb: bool,
+        connect: bool,
+        no_side_effects: bool = False,
+    ) -> None:
+        #: `/pkg.Service/Method`, also the route.
+        self.path = path
+        self.name = path[1:].replace("/", ".")
+        #: grpc multicallable kind: unary_unary, unary_stream, stream_unary, stream_stream.
+        self.kind = kind
+        #: The multicallable without serializers: request and reply bytes pass through.
+        self.raw = raw
+        self.input_type = input_type
+        self.output_type = output_type
+        self.json = json
+        self.policy = policy
+        self.grpcweb = grpcweb
+        self.connect = connect
+        self.no_side_effects = no_side_effects
+
+    def request_bytes(self, data: bytes, codec: str) -> bytes:
+        if codec == "proto":
+            return data
+        payload = self.input_type()
+        self.json.parse(payload, data)
+        try:
+            return payload.SerializeToString()
+        except message.EncodeError as err:  # proto2 required fields left unset
+            raise bad_request(f"invalid request message: {err}") from None
+
+    def reply_bytes(self, data: bytes, codec: str) -> bytes:
+        if codec == "proto":
+            return data
+        return self.json.encode(self.output_type.FromString(data))
+
+
+Handler = Callable[["Request", RpcMethod], Awaitable[None]]
+
+
+def _unsupported(text: str) -> HttpError:
+    return HttpError(415, code_pb2.INVALID_ARGUMENT, text)
+
+
+def choose(request: Request, rpc: RpcMethod, rest: Callable[[str], bool]) -> Handler | None:
+    """The protocol handler for a request at an RPC path, or None to let the REST routes answer it.
+    `rest(method)` says whether a REST route answers that HTTP method at this path."""
+    method = request.scope["method"]
+    if method == "POST":
+        raw = request.header(b"content-type")
+        text = raw.decode("latin-1") if raw is not None else ""
+        if rpc.grpcweb and grpcweb.parse_content_type(text) is not None:
+            return grpcweb_call
+        found = connect.parse_content_type(text) if rpc.connect else None
+        if found is not None:
+            if found.stream:
+                return connect_stream_call
+            if found.codec == "proto":
+                return connect_unary_call
+            if request.header(connect.PROTOCOL_VERSION_HEADER) is not None or not rest("POST"):
+                return connect_unary_call
+            return None
+        if rest("POST"):
+            return None
+        raise _unsupported(f"unsupported Content-Type {text!r} for {rpc.path}: send {_accepted(rpc)}")
+    if (
+        method == "GET"
+        and rpc.connect
+        and rpc.no_side_effects
+        and rpc.kind == "unary_unary"
+        and not rest("GET")
+    ):
+        return connect_get_call
+    if rest(method):
+        return None
+    allow = "GET, POST" if rpc.connect and rpc.no_side_effects and rpc.kind == "unary_unary" else "POST"
+    raise HttpError(
+        405,
+        code_pb2.UNIMPLEMENTED,
+        f"method {method} not allowed for {rpc.path} (allowed: {allow})",
+        [(b"allow", allow.encode("latin-1"))],
+    )
+
+
+def _accepted(rpc: RpcMethod) -> str:
+    types: list[str] = []
+    if rpc.grpcweb:
+        types += grpcweb.CONTENT_TYPES
+    if rpc.connect:
+        types += (*connect.UNARY_CONTENT_TYPES, *connect.STREAM_CONTENT_TYPES)
+    return ", ".join(types)
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+
+
+def rpc_metadata(request: Request, policy: HeaderPolicy) -> tuple[Metadata, float | None]:
+    """Request metadata and deadline: REST's rules (`request_metadata`), then every other header under
+    its own name (what gRPC-Web and Connect clients send), under the same policy."""
+    metadata, timeout = request_metadata(request, policy)
+    headers = request.scope["headers"]
+    named: set[str] = set()
+    for name, value in headers:
+        if name == b"connection":
+            named.update(t.strip().lower() for t in value.decode("latin-1").split(","))
+    plan = policy.plan
+    for raw_name, raw_value in headers:
+        name = raw_name.lower()
+        if (
+            name in plan
+            or name in _PROTOCOL_HEADERS
+            or name in _PERMANENT_HEADERS
+            or name.startswith(_PROTOCOL_PREFIXES)
+        ):
+            continue
+        key = name.decode("latin-1")
+        if key in named or policy.blocked(key) or not _VALID_KEY.match(key):
+            continue
+        value = _metadata_value(key, raw_value, key)
+        if value is not None:
+            metadata.append((key, value))
+    return metadata, timeout
+
+
+def _header_value(value: str | bytes) -> bytes | None:
+    if isinstance(value, bytes):
+        return grpcweb.binary_header_value(value)
+    return value.encode("latin-1") if _PRINTABLE.match(value) else None
+
+
+def _allowed_key(policy: HeaderPolicy, key: str) -> bool:
+    return (
+        _VALID_KEY.match(key) is not None
+        and not policy.blocked(key)
+        and key not in _RESPONSE_RESERVED
+        and not key.startswith(_RESPONSE_RESERVED_PREFIXES)
+    )
+
+
+def header_metadata(
+    policy: HeaderPolicy, pairs: Iterable[tuple[str, str | bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """Header metadata as response headers under their own names; never a blocked or reserved key."""
+    headers = []
+    for key, value in pairs:
+        if _allowed_key(policy, key):
+            raw = _header_value(value)
+            if raw is not None:
+                headers.append((key.encode("latin-1"), raw))
+    return headers
+
+
+def trailer_metadata(
+    policy: HeaderPolicy, pairs: Iterable[tuple[str, str | bytes]]
+) -> list[tuple[str, str | bytes]]:
+    """Trailer metadata the client may see (the upstream's own grpc-* trailers are never passed on)."""
+    return [
+        (key, value)
+        for key, value in pairs
+        if _allowed_key(policy, key) and (isinstance(value, bytes) or _PRINTABLE.match(value))
+    ]
+
+
+def _details_bin(err: grpc.aio.AioRpcError) -> bytes | None:
+    for key, value in _pairs(err.trailing_metadata()):
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            return value
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- framing
+
+
+class _Failure:
+    """A call's final error, in the forms the protocols need."""
+
+    __slots__ = ("code", "details", "details_bin", "http_status", "initial", "message", "trailing")
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        http_status: int | None = None,
+        details: Sequence[Any] = (),
+        details_bin: bytes | None = None,
+        initial: Sequence[tuple[str, str | bytes]] = (),
+        trailing: Sequence[tuple[str, str | bytes]] = (),
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.details = details
+        self.details_bin = details_bin
+        self.initial = initial
+        self.trailing = trailing
+
+    @classmethod
+    def of_rpc(cls, err: grpc.aio.AioRpcError) -> _Failure:
+        code, status, text, details, trailing = _rpc_failure(err)
+        return cls(
+            code,
+            text,
+            status if status == 502 else None,
+            details,
+            _details_bin(err),
+            _pairs(err.initial_metadata()),
+            trailing,
+        )
+
+    @classmethod
+    def of_http(cls, err: HttpError) -> _Failure:
+        return cls(err.code, err.message, err.status if err.status in (413, 415) else None)
+
+    @classmethod
+    def of_frame(cls, err: grpcweb.FrameError) -> _Failure:
+        if isinstance(err, grpcweb.MessageTooLargeError):
+            return cls(code_pb2.RESOURCE_EXHAUSTED, str(err))
+        return cls(code_pb2.INVALID_ARGUMENT, str(err))
+
+
+class _Framing:
+    """How one protocol's stream frames messages and its final status."""
+
+    content_type: bytes
+
+    def message(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def end(self, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
+        raise NotImplementedError
+
+    def error(self, failure: _Failure, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
+        raise NotImplementedError
+
+    def refusal_headers(self, failure: _Failure) -> list[tuple[bytes, bytes]]:
+        """Headers of a response that fails before any message (besides content type and metadata)."""
+        return []
+
+
+class _WebFraming(_Framing):
+    def __init__(self, fmt: grpcweb.WebFormat) -> None:
+        self.content_type = fmt.content_type
+        self.text = fmt.text
+
+    def _out(self, data: bytes) -> bytes:
+        return grpcweb.encode_text(data) if self.text else data
+
+    def message(self, data: bytes) -> bytes:
+        return self._out(grpcweb.message_frame(data))
+
+    def end(self, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
+        return self._out(grpcweb.trailer_frame(0, "", None, trailing))
+
+    def error(self, failure: _Failure, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
+        return self._out(grpcweb.trailer_frame(failure.code, failure.message, failure.details_bin, trailing))
+
+
+class _ConnectFraming(_Framing):
+    def __init__(self, codec: str) -> None:
+        self.content_type = connect.ConnectFormat(True, codec).content_type
+
+    def message(self, data: bytes) -> bytes:
+        return connect.envelope(0, data)
+
+    def end(self, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
+        return connect.end_stream(None, connect.metadata_data(trailing))
+
+    def error(self, failure: _Failure, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
+        error = connect.error_data(failure.code, failure.message, failure.details)
+        return connect.end_stream(error, connect.metadata_data(trailing))
+
+
+async def _drain(request: Request) -> None:
+    """Read and drop a request body the gateway refuses (bounded by max_body_bytes), so that a client
+    still sending it sees the answer instead of a reset connection."""
+    size = 0
+    while size <= request.gateway.max_body_bytes:
+        event = await request.receive()
+        if event["type"] == "http.disconnect":
+            return
+        size += len(event.get("body", b""))
+        if not event.get("more_body", False):
+            return
+
+
+# ---------------------------------------------------------------------------------------------- gRPC-Web
+
+
+async def grpcweb_call(request: Request, rpc: RpcMethod) -> None:
+    """A gRPC-Web call: unary or server streaming; client and bidi streaming are refused."""
+    raw = request.header(b"content-type") or b""
+    fmt = grpcweb.parse_content_type(raw.decode("latin-1"))
+    assert fmt is not None
+    framing = _WebFraming(fmt)
+    if rpc.kind.startswith("stream_"):
+        kind = "client" if rpc.kind == "stream_unary" else "bidirectional"
+        failure = _Failure(
+            code_pb2.UNIMPLEMENTED,
+            f"{rpc.name} is {kind} streaming, which gRPC-Web does not carry (browsers cannot stream request "
+            "bodies): use its REST/NDJSON or WebSocket route",
+        )
+        await _drain(request)
+        await _web_trailers_only(request, framing, rpc, failure)
+        return
+    try:
+        metadata, timeout = rpc_metadata(request, rpc.policy)
+        body = await request.read_body()
+        if fmt.text:
+            decoder = grpcweb.TextDecoder()
+            body = decoder.feed(body)
+            decoder.finish()
+        frames = grpcweb.FrameDecoder(request.gateway.max_body_bytes)
+        found = frames.feed(body)
+        frames.finish()
+        payload = rpc.request_bytes(grpcweb.single_message(found), fmt.codec)
+    except HttpError as err:
+        await _web_trailers_only(request, framing, rpc, _Failure.of_http(err))
+        return
+    except grpcweb.FrameError as err:
+        await _web_trailers_only(request, framing, rpc, _Failure.of_frame(err))
+        return
+    await _call(request, rpc, framing, payload, fmt.codec, metadata, timeout, _web_trailers_only)
+
+
+async def _web_trailers_only(request: Request, framing: _Framing, rpc: RpcMethod, failure: _Failure) -> None:
+    """An error before any message: gRPC-Web's trailers-only response, the status in the headers."""
+    assert isinstance(framing, _WebFraming)
+    headers = [
+        (b"content-type", framing.content_type),
+        *header_metadata(rpc.policy, failure.initial),
+        *grpcweb.status_headers(failure.code, failure.message, failure.details_bin),
+        *header_metadata(rpc.policy, failure.trailing),
+    ]
+    await request.send_response(200, b"", headers)
+
+
+# ---------------------------------------------------------------------------------------------- Connect
+
+
+def _connect_timeout(request: Request, timeout: float | None) -> float | None:
+    raw = request.header(connect.TIMEOUT_HEADER)
+    return connect.parse_timeout_ms(raw.decode("latin-1")) if raw is not None else timeout
+
+
+async def connect_unary_call(request: Request, rpc: RpcMethod) -> None:
+    """Connect unary over POST: a bare message body, the reply as the body, errors as Connect JSON."""
+    raw = request.header(b"content-type") or b""
+    fmt = connect.parse_content_type(raw.decode("latin-1"))
+    assert fmt is not None
+    if rpc.kind != "unary_unary":
+        await _connect_error(
+            request,
+            rpc,
+            _Failure(
+                code_pb2.UNKNOWN,
+                f"{rpc.name} is a streaming method: send application/connect+{fmt.codec}",
+                415,
+            ),
+        )
+        return
+    try:
+        connect.check_protocol_version(request.header(connect.PROTOCOL_VERSION_HEADER))
+        connect.check_encoding(request.header(b"content-encoding"), "Content-Encoding")
+        metadata, timeout = rpc_metadata(request, rpc.policy)
+        timeout = _connect_timeout(request, timeout)
+        payload = rpc.request_bytes(await request.read_body(), fmt.codec)
+    except connect.ConnectError as err:
+        await _connect_error(request, rpc, _Failure(err.code, err.message, err.http_status))
+        return
+    except HttpError as err:
+        await _connect_error(request, rpc, _Failure.of_http(err))
+        return
+    await _connect_unary(request, rpc, fmt.codec, payload, metadata, timeout)
+
+
+async def connect_get_call(request: Request, rpc: RpcMethod) -> None:
+    """Connect unary over GET (side-effect-free methods): the message in the query."""
+    try:
+        got = connect.parse_get_query(request.scope.get("query_string", b""))
+        metadata, timeout = rpc_metadata(request, rpc.policy)
+        timeout = _connect_timeout(request, timeout)
+        payload = rpc.request_bytes(got.message, got.format.codec)
+    except connect.ConnectError as err:
+        await _connect_error(request, rpc, _Failure(err.code, err.message, err.http_status))
+        return
+    except HttpError as err:
+        await _connect_error(request, rpc, _Failure.of_http(err))
+        return
+    await _connect_unary(request, rpc, got.format.codec, payload, metadata, timeout)
+
+
+async def _connect_unary(
+    request: Request, rpc: RpcMethod, codec: str, payload: bytes, metadata: Metadata, timeout: float | None
+) -> None:
+    call = rpc.raw(payload, metadata=tuple(metadata), timeout=timeout)
+    try:
+        reply = await call
+        initial = await call.initial_metadata()
+        trailing = await call.trailing_metadata()
+    except grpc.aio.AioRpcError as err:
+        await _connect_error(request, rpc, _Failure.of_rpc(err))
+        return
+    try:
+        body = rpc.reply_bytes(reply, codec)
+    except Exception:  # a reply this module cannot print as JSON (e.g. an Any of an unknown type)
+        await _connect_error(
+            request, rpc, _Failure(code_pb2.INTERNAL, f"{rpc.name}: the reply cannot be printed as JSON")
+        )
+        return
+    headers = [
+        (b"content-type", connect.ConnectFormat(False, codec).content_type),
+        *header_metadata(rpc.policy, _pairs(initial)),
+        *connect.trailer_headers(trailer_metadata(rpc.policy, _pairs(trailing))),
+    ]
+    await request.send_response(200, body, headers)
+
+
+async def _connect_error(request: Request, rpc: RpcMethod, failure: _Failure) -> None:
+    status = failure.http_status or connect.HTTP_STATUS.get(failure.code, 500)
+    headers = [
+        (b"content-type", b"application/json"),
+        *header_metadata(rpc.policy, failure.initial),
+        *connect.trailer_headers(trailer_metadata(rpc.policy, failure.trailing)),
+    ]
+    await request.send_response(
+        status, connect.error_json(failure.code, failure.message, failure.details), headers
+    )
+
+
+async def connect_stream_call(request: Request, rpc: RpcMethod) -> None:
+    """A Connect server stream (enveloped request and replies, the end-stream message last); client and
+    bidi streams are refused with `unimplemented`."""
+    raw = request.header(b"content-type") or b""
+    fmt = connect.parse_content_type(raw.decode("latin-1"))
+    assert fmt is not None
+    framing = _ConnectFraming(fmt.codec)
+    if rpc.kind == "unary_unary":
+        failure = _Failure(code_pb2.UNKNOWN, f"{rpc.name} is unary: send application/{fmt.codec}", 415)
+        await _connect_error(request, rpc, failure)
+        return
+    if rpc.kind.startswith("stream_"):
+        failure = _Failure(
+            code_pb2.UNIMPLEMENTED,
+            f"{rpc.name} is {'client' if rpc.kind == 'stream_unary' else 'bidirectional'} streaming, which "
+            "this gateway does not serve over Connect: use its REST/NDJSON or WebSocket route",
+        )
+        await _drain(request)
+        await _connect_stream_refusal(request, framing, rpc, failure)
+        return
+    try:
+        connect.check_protocol_version(request.header(connect.PROTOCOL_VERSION_HEADER))
+        connect.check_encoding(request.header(b"connect-content-encoding"), "Connect-Content-Encoding")
+        metadata, timeout = rpc_metadata(request, rpc.policy)
+        timeout = _connect_timeout(request, timeout)
+        frames = grpcweb.FrameDecoder(request.gateway.max_body_bytes)
+        found = frames.feed(await request.read_body())
+        frames.finish()
+        payload = rpc.request_bytes(grpcweb.single_message(found, "Connect"), fmt.codec)
+    except connect.ConnectError as err:
+        await _connect_stream_refusal(request, framing, rpc, _Failure(err.code, err.message))
+        return
+    except HttpError as err:
+        await _connect_stream_refusal(request, framing, rpc, _Failure(err.code, err.message))
+        return
+    except grpcweb.FrameError as err:
+        await _connect_stream_refusal(request, framing, rpc, _Failure.of_frame(err))
+        return
+    await _call(request, rpc, framing, payload, fmt.codec, metadata, timeout, _connect_stream_refusal)
+
+
+async def _connect_stream_refusal(
+    request: Request, framing: _Framing, rpc: RpcMethod, failure: _Failure
+) -> None:
+    """A Connect stream failing before any message: 200, then only the end-stream message."""
+    headers = [(b"content-type", framing.content_type), *header_metadata(rpc.policy, failure.initial)]
+    body = framing.error(failure, trailer_metadata(rpc.policy, failure.trailing))
+    await request.send_response(200, body, headers)
+
+
+# ---------------------------------------------------------------------------------------------- the call
+
+Refusal = Callable[["Request", _Framing, RpcMethod, _Failure], Awaitable[None]]
+
+
+async def _call(
+    request: Request,
+    rpc: RpcMethod,
+    framing: _Framing,
+    payload: bytes,
+    codec: str,
+    metadata: Metadata,
+    timeout: float | None,
+    refuse: Refusal,
+) -> None:
+    """A unary or server-streaming call relayed in `framing`: each message flushed as it arrives, the
+    final status last. The client going away cancels the call; a gateway shutdown ends a stream with
+    UNAVAILABLE "gateway shutting down"."""
+    streaming = rpc.kind == "unary_stream"
+    if streaming and request.gateway.shutting_down:
+        await refuse(request, framing, rpc, _Failure(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT))
+        return
+    call = rpc.raw(payload, metadata=tuple(metadata), timeout=timeout)
+    if not streaming:
+        await _unary(request, rpc, framing, call, codec, refuse)
+        return
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
+    try:
+        with _Stop(request.gateway, call.cancel) as stop:
+            await _relay(request, rpc, framing, call, codec, refuse, stop)
+    except asyncio.CancelledError:
+        if not watcher.done():
+            raise
+        raise ClientDisconnectedError from None
+    finally:
+        watcher.cancel()
+
+
+async def _unary(
+    request: Request, rpc: RpcMethod, framing: _Framing, call: Any, codec: str, refuse: Refusal
+) -> None:
+    try:
+        reply = await call
+        initial = await call.initial_metadata()
+        trailing = await call.trailing_metadata()
+    except grpc.aio.AioRpcError as err:
+        await refuse(request, framing, rpc, _Failure.of_rpc(err))
+        return
+    try:
+        data = rpc.reply_bytes(reply, codec)
+    except Exception:
+        await refuse(
+            request,
+            framing,
+            rpc,
+            _Failure(code_pb2.INTERNAL, f"{rpc.name}: the reply cannot be printed as JSON"),
+        )
+        return
+    headers = [(b"content-type", framing.content_type), *header_metadata(rpc.policy, _pairs(initial))]
+    body = framing.message(data) + framing.end(trailer_metadata(rpc.policy, _pairs(trailing)))
+    await request.send_response(200, body, headers)
+
+
+async def _relay(
+    request: Request, rpc: RpcMethod, framing: _Framing, call: Any, codec: str, refuse: Refusal, stop: _Stop
+) -> None:
+    try:
+        first = await call.read()
+    except (grpc.aio.AioRpcError, asyncio.CancelledError) as err:
+        if stop.fired:
+            await refuse(request, framing, rpc, _Failure(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT))
+            return
+        if isinstance(err, asyncio.CancelledError):
+            raise
+        await refuse(request, framing, rpc, _Failure.of_rpc(err))
+        return
+    initial = await call.initial_metadata()
+    headers = [
+        (b"content-type", framing.content_type),
+        (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no"),
+        *header_metadata(rpc.policy, _pairs(initial)),
+    ]
+    request.started = True
+    await request.send({"type": "http.response.start", "status": 200, "headers": headers})
+    final: bytes
+    try:
+        item = first
+        while item is not _EOF:
+            chunk = framing.message(rpc.reply_bytes(item, codec))
+            await request.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            item = await call.read()
+        final = framing.end(trailer_metadata(rpc.policy, _pairs(await call.trailing_metadata())))
+    except (grpc.aio.AioRpcError, asyncio.CancelledError) as err:
+        if stop.fired:
+            final = framing.error(_Failure(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT), ())
+        elif isinstance(err, asyncio.CancelledError):
+            raise
+        else:
+            failure = _Failure.of_rpc(err)
+            final = framing.error(failure, trailer_metadata(rpc.policy, failure.trailing))
+    await request.send({"type": "http.response.body", "body": final, "more_body": False})
