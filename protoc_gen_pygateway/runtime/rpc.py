@@ -42,7 +42,6 @@ from .metadata import _PRINTABLE, _VALID_KEY, _metadata_value, request_metadata
 from .streams import _EOF, _cancel_on_disconnect
 
 if TYPE_CHECKING:
-
     from .asgi import Metadata
     from .jsonstyle import JsonStyle
     from .options import HeaderPolicy
