@@ -7,10 +7,13 @@ Skipped when node or tests/js/node_modules is missing, except under `.ci/run` (w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -215,3 +218,129 @@ def test_grpcweb_refuses_client_streaming(descriptors: Path, server: GatewayServ
     error = results["upload"]["error"]
     assert error["code"] == "unimplemented" and "gRPC-Web does not carry" in error["message"]
     assert not backend.recorder.calls
+
+
+# ---------------------------------------------------------------------------------------------- Chromium
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ESBUILD = JS / "node_modules" / ".bin" / "esbuild"
+BROWSER_APP = '''
+import os, pathlib
+import grpc.aio
+import pygateway_runtime
+from shop.v1 import feed_pb2_gateway_feed_service as feed, shop_pb2_gateway_shop_service as shop
+
+FILES = {
+    "/page": ("text/html", pathlib.Path(os.environ["PAGE"]).read_bytes()),
+    "/descriptors.pb": ("application/octet-stream", pathlib.Path(os.environ["DESCRIPTORS"]).read_bytes()),
+}
+gateway = None
+
+async def app(scope, receive, send):
+    """The page, its descriptor set and /result beside the gateway: one origin, so no CORS is needed."""
+    global gateway
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    path = scope.get("path")
+    if scope["type"] == "http" and path in FILES:
+        kind, body = FILES[path]
+        headers = [(b"content-type", kind.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    if scope["type"] == "http" and path == "/result":
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        pathlib.Path(os.environ["RESULT"]).write_bytes(body)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if gateway is None:
+        channel = grpc.aio.insecure_channel(os.environ["UPSTREAM"])
+        gateway = pygateway_runtime.combine(shop.create_app(channel), feed.create_app(channel))
+    await gateway(scope, receive, send)
+'''
+
+
+@pytest.mark.skipif(CHROMIUM is None or not ESBUILD.exists(), reason="needs Debian's chromium and esbuild")
+def test_headless_chromium_grpcweb(descriptors: Path, gen_dir: Path, backend: Any, tmp_path: Path) -> None:
+    """@connectrpc/connect-web's gRPC-Web transports (JSON and binary) and its Connect transport,
+    bundled by esbuild, in headless Chromium against the gateway (served beside the page)."""
+    from tests.conftest import free_port, wait_http
+
+    backend.reset()
+    bundle = tmp_path / "bundle.js"
+    built = subprocess.run(
+        [
+            str(ESBUILD),
+            str(JS / "browser.mjs"),
+            "--bundle",
+            "--format=iife",
+            "--platform=browser",
+            f"--outfile={bundle}",
+        ],
+        cwd=JS,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr.decode()
+    page = tmp_path / "page.html"
+    page.write_text(f"<!doctype html><title>pygateway</title><script>{bundle.read_text()}</script>")
+    (tmp_path / "browser_app.py").write_text(BROWSER_APP)
+    result = tmp_path / "result.json"
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(gen_dir),
+        "PAGE": str(page),
+        "DESCRIPTORS": str(descriptors),
+        "RESULT": str(result),
+        "UPSTREAM": f"127.0.0.1:{backend.port}",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(tmp_path), "--http", "h11", "--ws", "none",
+         "--port", str(port), "--log-level", "warning", "browser_app:app"],
+        env=env,
+    )  # fmt: skip
+    browser: subprocess.Popen[bytes] | None = None
+    try:
+        wait_http(f"http://127.0.0.1:{port}/page", server)
+        assert CHROMIUM is not None
+        browser = subprocess.Popen(
+            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", f"http://127.0.0.1:{port}/page"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not result.exists():
+            time.sleep(0.1)
+        assert result.exists(), "the page reported nothing within 60 s"
+    finally:
+        if browser is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(browser.pid, signal.SIGTERM)  # chromium and the helpers it started
+            browser.wait(10)
+        server.terminate()
+        server.wait(10)
+    report = json.loads(result.read_text())
+    assert report["ok"], report
+    for name in ("grpcweb", "grpcweb-binary", "connect"):
+        out = report["results"][name]
+        assert out["title"] == "Dune", out
+        assert out["headers"]["x-echo-initial"] == "yes" and out["trailers"]["x-echo-trailer"] == "yes", out
+        assert out["events"] == ["event 0", "event 1", "event 2"], out
+        assert out["error"] == {"code": "NotFound", "message": "gone", "details": ["google.rpc.ErrorInfo"]}, (
+            out
+        )
+    sent = [c for c in backend.recorder.calls if c.method.endswith("EchoMetadata")]
+    assert len(sent) == 3 and all(dict(c.metadata).get("x-user") == "browser" for c in sent)
