@@ -436,21 +436,30 @@ def no_ws_server(request: pytest.FixtureRequest, gen_dir: Path, backend: Any) ->
     server.stop()
 
 
-def exchange_after_upgrade(port: int, backend: Any, headers: list[tuple[str, str]]) -> None:
-    """A gRPC-Web POST carrying `headers`, then a plain one pipelined on the same connection: both
-    answered as plain HTTP (no 101, no hop-by-hop response headers), both bodies intact upstream."""
+def exchange_after_upgrade(port: int, backend: Any, headers: list[tuple[str, str]], protocol: str) -> None:
+    """A gRPC-Web (or Connect unary) POST carrying `headers`, then a plain one pipelined on the same
+    connection: both answered as plain HTTP (no 101, no hop-by-hop response headers), both bodies intact
+    upstream."""
     backend.reset()
     shop = pb2("shop_pb2")
-    web = [("Content-Type", "application/grpc-web")]
-    first = http_request("POST", ECHO, [*web, *headers], web_body(shop.EchoMetadataRequest(note="one")))
-    second = http_request("POST", ECHO, web, web_body(shop.EchoMetadataRequest(note="two")))
+    if protocol == "grpcweb":
+        kind = [("Content-Type", "application/grpc-web")]
+        body = web_body
+    else:
+        kind = [("Content-Type", "application/proto"), ("Connect-Protocol-Version", "1")]
+        body = lambda message: message.SerializeToString()  # noqa: E731
+    first = http_request("POST", ECHO, [*kind, *headers], body(shop.EchoMetadataRequest(note="one")))
+    second = http_request("POST", ECHO, kind, body(shop.EchoMetadataRequest(note="two")))
     responses = raw_exchange(port, first + second, count=2)
     for response, note in zip(responses, ["one", "two"], strict=True):
         assert response.status == 200, response.body
         names = {name for name, _ in response.headers}
         assert not names & HOP_BY_HOP, names
-        [raw], trailers = parse_web(response.body)
-        assert trailers["grpc-status"] == "0"
+        if protocol == "grpcweb":
+            [raw], trailers = parse_web(response.body)
+            assert trailers["grpc-status"] == "0"
+        else:
+            raw = response.body
         assert shop.EchoMetadataResponse.FromString(raw).note == note
     assert [c.request.note for c in backend.recorder.calls] == ["one", "two"]
     for call in backend.recorder.calls:
@@ -458,14 +467,18 @@ def exchange_after_upgrade(port: int, backend: Any, headers: list[tuple[str, str
         assert not keys & (HOP_BY_HOP | {"sec-websocket-key", "sec-websocket-version"}), keys
 
 
+@pytest.mark.parametrize("protocol", ["grpcweb", "connect"])
 @pytest.mark.parametrize("kind", sorted(UPGRADES))
-def test_upgrade_requests_are_plain_http(no_ws_server: GatewayServer, backend: Any, kind: str) -> None:
-    """Every Upgrade kind of the matrix on a gRPC-Web path, WebSocket off: plain HTTP throughout."""
-    exchange_after_upgrade(no_ws_server.port, backend, UPGRADES[kind])
+def test_upgrade_requests_are_plain_http(
+    no_ws_server: GatewayServer, backend: Any, kind: str, protocol: str
+) -> None:
+    """Every Upgrade kind of the matrix on a gRPC-Web / Connect path, WebSocket off: plain HTTP."""
+    exchange_after_upgrade(no_ws_server.port, backend, UPGRADES[kind], protocol)
 
 
 def test_h2c_upgrade_is_plain_http_with_websocket_on(server: GatewayServer, backend: Any) -> None:
     """The shipped default (WebSocket on for the feed module) and uvicorn h11 + wsproto: h2c requests
     are plain HTTP. (WebSocket-looking POSTs get the server's own 400 there, before the app runs: the
     matrix's c2/d cells, the same for every route.)"""
-    exchange_after_upgrade(server.port, backend, H2C)
+    exchange_after_upgrade(server.port, backend, H2C, "grpcweb")
+    exchange_after_upgrade(server.port, backend, H2C, "connect")

@@ -269,6 +269,10 @@ async def app(scope, receive, send):
 '''
 
 
+if (CHROMIUM is None or not ESBUILD.exists()) and os.environ.get("PYGATEWAY_REQUIRE_JS"):
+    raise RuntimeError("PYGATEWAY_REQUIRE_JS is set but chromium or tests/js's esbuild is missing")
+
+
 @pytest.mark.skipif(CHROMIUM is None or not ESBUILD.exists(), reason="needs Debian's chromium and esbuild")
 def test_headless_chromium_grpcweb(descriptors: Path, gen_dir: Path, backend: Any, tmp_path: Path) -> None:
     """@connectrpc/connect-web's gRPC-Web transports (JSON and binary) and its Connect transport,
