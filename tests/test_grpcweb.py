@@ -482,3 +482,39 @@ def test_h2c_upgrade_is_plain_http_with_websocket_on(server: GatewayServer, back
     matrix's c2/d cells, the same for every route.)"""
     exchange_after_upgrade(server.port, backend, H2C, "grpcweb")
     exchange_after_upgrade(server.port, backend, H2C, "connect")
+
+
+def test_shutdown_ends_open_streams(gen_dir: Path, backend: Any) -> None:
+    """SIGTERM to the serve command: an open gRPC-Web stream gets its trailer frame with UNAVAILABLE
+    "gateway shutting down", an open Connect stream its end-stream error; the process exits 0."""
+    from protoc_gen_pygateway.runtime import connect
+
+    feed = pb2("feed_pb2")
+    server = GatewayServer(gen_dir, backend.port)
+    try:
+        request = feed.WatchRequest(shelf="shelves/fiction", count=1000, interval_ms=200)
+        bodies = {
+            "grpcweb": ("application/grpc-web", web_body(request)),
+            "connect": ("application/connect+proto", connect.envelope(0, request.SerializeToString())),
+        }
+        socks = {}
+        for name, (kind, body) in bodies.items():
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(http_request("POST", WATCH, [("Content-Type", kind)], body))
+            assert sock.recv(65536)  # the head and the first message
+            socks[name] = sock
+        server.process.terminate()
+        received = {}
+        for name, sock in socks.items():
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+                if data.endswith(b"0\r\n\r\n"):
+                    break
+            sock.close()
+            received[name] = data
+        assert server.process.wait(15) == 0
+    finally:
+        server.stop()
+    assert b"grpc-status: 14\r\ngrpc-message: gateway shutting down" in received["grpcweb"]
+    assert b'{"error":{"code":"unavailable","message":"gateway shutting down"}}' in received["connect"]
