@@ -43,6 +43,7 @@ from .streams import _EOF, _cancel_on_disconnect
 
 if TYPE_CHECKING:
     from .asgi import Metadata
+    from .jsonfast import FastDecoder
     from .jsonstyle import JsonStyle
     from .options import HeaderPolicy
     from .request import Request
@@ -121,6 +122,7 @@ class RpcMethod:
 
     __slots__ = (
         "connect",
+        "decode",
         "grpcweb",
         "input_type",
         "json",
@@ -146,6 +148,7 @@ class RpcMethod:
         grpcweb: bool,
         connect: bool,
         no_side_effects: bool = False,
+        decode: FastDecoder | None = None,
     ) -> None:
         #: `/pkg.Service/Method`, also the route.
         self.path = path
@@ -161,12 +164,14 @@ class RpcMethod:
         self.grpcweb = grpcweb
         self.connect = connect
         self.no_side_effects = no_side_effects
+        #: The module's generated JSON decoder of the request message, when it has one (JSON codecs).
+        self.decode = decode
 
     def request_bytes(self, data: bytes, codec: str) -> bytes:
         if codec == "proto":
             return data
         payload = self.input_type()
-        self.json.parse(payload, data)
+        self.json.parse(payload, data, self.decode)
         try:
             return payload.SerializeToString()
         except message.EncodeError as err:  # proto2 required fields left unset

@@ -1401,6 +1401,7 @@ class AllTypesServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_everything,
             ),
             _rt.RpcMethod(
                 "/alltypes.v1.AllTypesService/EchoScalars",
@@ -1413,6 +1414,7 @@ class AllTypesServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_scalars,
             ),
             _rt.RpcMethod(
                 "/alltypes.v1.AllTypesService/EchoWellKnown",
@@ -1425,6 +1427,7 @@ class AllTypesServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_well_known,
             ),
             _rt.RpcMethod(
                 "/alltypes.v1.AllTypesService/Watch",
@@ -1437,6 +1440,7 @@ class AllTypesServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_node,
             ),
             _rt.RpcMethod(
                 "/alltypes.v1.AllTypesService/Collect",
@@ -1449,6 +1453,7 @@ class AllTypesServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_node,
             ),
             _rt.RpcMethod(
                 "/alltypes.v1.AllTypesService/Chat",
@@ -1461,6 +1466,7 @@ class AllTypesServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_everything,
             ),
         ]
 

@@ -279,6 +279,7 @@ class LegacyServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_legacy,
             ),
         ]
 

@@ -519,6 +519,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_watch_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.FeedService/WatchTitles",
@@ -531,6 +532,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_watch_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.FeedService/Upload",
@@ -543,6 +545,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_upload_chunk,
             ),
             _rt.RpcMethod(
                 "/shop.v1.FeedService/Chat",
@@ -555,6 +558,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_chat_request,
             ),
         ]
 

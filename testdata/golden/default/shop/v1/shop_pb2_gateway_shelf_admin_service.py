@@ -232,6 +232,7 @@ class ShelfAdminServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_shelf,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShelfAdminService/CreateShelf",
@@ -244,6 +245,7 @@ class ShelfAdminServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_shelf,
             ),
         ]
 

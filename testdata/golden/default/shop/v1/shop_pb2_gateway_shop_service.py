@@ -1096,6 +1096,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_create_book_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/UpdateBook",
@@ -1108,6 +1109,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_update_book_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/DeleteBook",
@@ -1132,6 +1134,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_publish_book_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/GetBookTitle",
@@ -1168,6 +1171,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_scalars_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/Fail",
@@ -1180,6 +1184,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_fail_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/EchoMetadata",
@@ -1192,6 +1197,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_echo_metadata_request,
             ),
         ]
 

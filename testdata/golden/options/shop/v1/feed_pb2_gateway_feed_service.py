@@ -445,6 +445,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_watch_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.FeedService/WatchTitles",
@@ -457,6 +458,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_watch_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.FeedService/Upload",
@@ -469,6 +471,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_upload_chunk,
             ),
             _rt.RpcMethod(
                 "/shop.v1.FeedService/Chat",
@@ -481,6 +484,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_chat_request,
             ),
         ]
 

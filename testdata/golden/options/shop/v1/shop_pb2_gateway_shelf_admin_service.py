@@ -214,6 +214,7 @@ class ShelfAdminServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_shelf,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShelfAdminService/CreateShelf",
@@ -226,6 +227,7 @@ class ShelfAdminServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_shelf,
             ),
         ]
 

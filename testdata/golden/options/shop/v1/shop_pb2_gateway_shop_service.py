@@ -1149,6 +1149,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_create_book_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/UpdateBook",
@@ -1161,6 +1162,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_update_book_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/DeleteBook",
@@ -1185,6 +1187,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_publish_book_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/GetBookTitle",
@@ -1221,6 +1224,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_scalars_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/Fail",
@@ -1233,6 +1237,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_fail_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/EchoMetadata",
@@ -1245,6 +1250,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_echo_metadata_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/Ping",

@@ -310,6 +310,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_watch_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.FeedService/WatchTitles",
@@ -322,6 +323,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_watch_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.FeedService/Upload",
@@ -334,6 +336,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_upload_chunk,
             ),
             _rt.RpcMethod(
                 "/shop.v1.FeedService/Chat",
@@ -346,6 +349,7 @@ class FeedServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_chat_request,
             ),
         ]
 

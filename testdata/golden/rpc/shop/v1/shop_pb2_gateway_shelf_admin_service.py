@@ -181,6 +181,7 @@ class ShelfAdminServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_shelf,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShelfAdminService/CreateShelf",
@@ -193,6 +194,7 @@ class ShelfAdminServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_shelf,
             ),
         ]
 

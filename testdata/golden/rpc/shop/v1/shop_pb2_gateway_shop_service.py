@@ -651,6 +651,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_create_book_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/UpdateBook",
@@ -663,6 +664,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_update_book_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/DeleteBook",
@@ -687,6 +689,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_publish_book_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/GetBookTitle",
@@ -723,6 +726,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_scalars_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/Fail",
@@ -735,6 +739,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_fail_request,
             ),
             _rt.RpcMethod(
                 "/shop.v1.ShopService/EchoMetadata",
@@ -747,6 +752,7 @@ class ShopServiceGateway:
                 grpcweb=True,
                 connect=True,
                 no_side_effects=False,
+                decode=_decode_echo_metadata_request,
             ),
         ]
 
