@@ -549,7 +549,7 @@ def test_forward_header_of_a_permanent_header(shop_request: plugin_pb2.CodeGener
 
 
 def test_support_modules_do_not_depend_on_options(shop_request: plugin_pb2.CodeGeneratorRequest) -> None:
-    default, options = (generated(shop_request, p) for p in CASES.values())
+    default, options = (generated(shop_request, CASES[case]) for case in ("default", "options"))
     for name in SUPPORT:
         assert default[name] == options[name]
 

@@ -8,7 +8,8 @@ the request-independent machinery they call, one job per module:
 - `request`: the HTTP exchange (bounded body reading, media types, responses); `errors`: status mapping
   and the google.rpc.Status body; `metadata`: headers <-> gRPC metadata under the generated policy;
 - `unary`, `streams` (NDJSON, SSE, client streams), `websocket`: the calls; `lifecycle`: graceful shutdown;
-- `rpc`: gRPC-Web and Connect at `POST /pkg.Service/Method` (wire formats: `grpcweb`, `connect`);
+- `rpc`: gRPC-Web and Connect at `POST /pkg.Service/Method`; `rpcwire`: their metadata and framing;
+  `grpcweb`, `connect`: the wire formats;
 - `jsonstyle`, `jsonfast`, `values`, `query`: JSON bodies, the generated codecs' helpers, path and query
   values; `options`: `GatewayOptions` and `HeaderPolicy`;
 - `serve`: the serve command (`python -m pygateway_runtime.serve`, or `pygateway_serve.py` beside this
@@ -52,7 +53,8 @@ from .options import GatewayOptions, HeaderPolicy
 from .query import NOTHING_BOUND, apply_query
 from .request import Request, check_body_type
 from .routing import LITERAL, MULTI, SINGLE, Capture, Route, segments
-from .rpc import EXPOSE_HEADERS, RpcMethod, expose_headers
+from .rpc import RpcMethod
+from .rpcwire import EXPOSE_HEADERS, expose_headers
 from .streams import client_stream_call, server_stream_call
 from .unary import unary_call
 from .values import (

@@ -41,12 +41,6 @@ class Gateway:
         rpc_methods: Iterable[RpcMethod] = (),
     ) -> None:
         options = options or GatewayOptions()
-        #: gRPC-Web / Connect methods by path (`/pkg.Service/Method`); see rpc.py for the dispatch rule.
-        self.rpc: dict[str, RpcMethod] = {}
-        for rpc in rpc_methods:
-            if rpc.path in self.rpc:
-                raise ValueError(f"method {rpc.path} is served by two modules")
-            self.rpc[rpc.path] = rpc
         self.options = options
         self.max_body_bytes = options.max_body_bytes or max_body_bytes
         # Generation computed each route's rank: literal before `*` before `**`, verbs first. Stable
@@ -64,6 +58,12 @@ class Gateway:
                 )
             seen[key] = route
         self._by_first = _index_by_first_literal(self.routes)
+        #: gRPC-Web / Connect methods by path (`/pkg.Service/Method`); see rpc.py for the dispatch rule.
+        self.rpc: dict[str, RpcMethod] = {}
+        for rpc in rpc_methods:
+            if rpc.path in self.rpc:
+                raise ValueError(f"method {rpc.path} is served by two modules")
+            self.rpc[rpc.path] = rpc
         #: True once `shutdown()` ran: open streams were ended, new ones are refused with 503.
         self.shutting_down = False
         self._stops: set[_Stop] = set()
