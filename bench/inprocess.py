@@ -4,7 +4,8 @@ Generates bench/protos/bench/v1/bench.proto into a temp dir, starts a grpc.aio E
 subprocess (loopback), then measures in this process, by `time.process_time()` (all threads, so grpc's
 poller is included):
 - the floor: bare grpc.aio unary calls and stream reads, 32 concurrent callers;
-- the generated app called directly as ASGI (fake receive/send, no server): unary POST/GET, one stream;
+- the generated app called directly as ASGI (fake receive/send, no server): unary POST/GET, the same
+  Echo over gRPC-Web and Connect (binary and JSON), one stream;
 - per-request pieces (timeit): body parse, reply encode, request metadata, routing;
 - with `--metrics` (needs prometheus_client): the same unary app with `GatewayOptions(metrics=...)`,
   alternated with the app without metrics (medians of 5 rounds each), and the metrics bookkeeping of one
@@ -120,9 +121,20 @@ async def measure(port: int, with_metrics: bool = False) -> list[tuple[str, floa
         ],
     )
     get = scope("GET", "/v1/echo/abc", [(b"host", b"gw")])
+    binary = request.SerializeToString()
+    frame = b"\x00" + len(binary).to_bytes(4, "big") + binary
+
+    def rpc(kind: bytes, body: bytes, *extra: tuple[bytes, bytes]) -> dict[str, Any]:
+        headers = [(b"host", b"gw"), (b"content-type", kind), (b"content-length", str(len(body)).encode())]
+        return scope("POST", "/bench.v1.EchoService/Echo", [*headers, *extra])
+
+    version = (b"connect-protocol-version", b"1")
     for name, sc, body in (
         ("app: unary POST /v1/echo", post, BODY),
         ("app: unary GET /v1/echo/{id}", get, b""),
+        ("app: gRPC-Web unary (binary)", rpc(b"application/grpc-web+proto", frame), frame),
+        ("app: Connect unary (application/proto)", rpc(b"application/proto", binary, version), binary),
+        ("app: Connect unary (application/json)", rpc(b"application/json", BODY, version), BODY),
     ):
         event = {"type": "http.request", "body": body, "more_body": False}
         statuses: list[int] = []
@@ -226,6 +238,30 @@ async def measure(port: int, with_metrics: bool = False) -> list[tuple[str, floa
         "piece: request metadata": lambda: rt.request_metadata(req, gw._POLICY),
         "piece: routing": lambda: app.resolve("GET", "/v1/echo/abc"),
     }
+    rpc_module = importlib.import_module("pygateway_runtime.rpc")
+    web = importlib.import_module("pygateway_runtime.grpcweb")
+    echo_rpc = app.rpc["/bench.v1.EchoService/Echo"]
+    web_req = rt.Request(rpc(b"application/grpc-web+proto", frame), None, None, app)
+
+    def web_decode() -> bytes:
+        frames = web.FrameDecoder(1 << 20)
+        found = frames.feed(frame)
+        frames.finish()
+        return bytes(web.single_message(found))
+
+    pieces.update(
+        {
+            "piece: gRPC-Web dispatch (choose)": lambda: rpc_module.choose(
+                web_req, echo_rpc, lambda m: False
+            ),
+            "piece: gRPC-Web frame decode": web_decode,
+            "piece: gRPC-Web/Connect request metadata": lambda: rpc_module.rpc_metadata(web_req, gw._POLICY),
+            "piece: Connect JSON request -> bytes": lambda: echo_rpc.request_bytes(BODY, "json"),
+            "piece: Connect JSON reply bytes -> JSON": lambda: echo_rpc.reply_bytes(
+                reply.SerializeToString(), "json"
+            ),
+        }
+    )
     for name, piece in pieces.items():
         rows.append((name, min(timeit.repeat(piece, number=20000, repeat=3)) / 20000 * 1e6))
     await channel.close()

@@ -196,6 +196,7 @@ class _ServiceBuilder:
             server_streaming=method.server_streaming,
             bindings=(),
             snake_name=snake_case(method.name),
+            no_side_effects=method.options.idempotency_level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
         )
         bindings = tuple(
             self.binding(m, method, index, rule, locate) for index, (rule, locate) in enumerate(rules)

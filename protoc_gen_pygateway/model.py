@@ -102,6 +102,8 @@ class Method:
     server_streaming: bool
     bindings: tuple[Binding, ...]
     snake_name: str
+    #: `option idempotency_level = NO_SIDE_EFFECTS`: Connect also serves it as an HTTP GET.
+    no_side_effects: bool = False
 
     @property
     def streaming(self) -> bool:
@@ -241,5 +243,22 @@ class Service:
 
     @property
     def bindings(self) -> tuple[tuple[Method, Binding], ...]:
-        """(method, binding) of every served route, in declaration order."""
+        """(method, binding) of every served REST route, in declaration order (none without `rest`)."""
+        if "rest" not in self.options.protocols:
+            return ()
         return tuple((m, b) for m in self.served_methods for b in m.bindings)
+
+    @property
+    def grpcweb(self) -> bool:
+        return "grpcweb" in self.options.protocols
+
+    @property
+    def connect(self) -> bool:
+        return "connect" in self.options.protocols
+
+    @property
+    def rpc_methods(self) -> tuple[Method, ...]:
+        """Methods served at `POST /pkg.Service/Method` by gRPC-Web and/or Connect: every method the
+        module exposes (the same set as REST: bound methods, and unbound ones only with
+        generate_unbound_methods), none when both protocols are off."""
+        return self.served_methods if (self.grpcweb or self.connect) else ()

@@ -61,6 +61,10 @@ class Options:
     #: Also emit an OpenAPI 3.1 document per proto file with served services, `<proto path without
     #: .proto>.openapi.json` beside the modules (the modules themselves do not change).
     openapi: bool = False
+    #: Protocols every generated module serves, `+`-separated (or the key repeated): `rest` (the
+    #: google.api.http routes), `grpcweb` and `connect` (both at `POST /pkg.Service/Method` of every
+    #: method the module exposes). Default: all three.
+    protocols: tuple[str, ...] = ("rest", "grpcweb", "connect")
 
     def canonical(self) -> str:
         """The non-default options as `k=v,...` in field order (list items sorted), for the header."""
@@ -69,7 +73,9 @@ class Options:
             value = getattr(self, f.name)
             if value == f.default:
                 continue
-            if isinstance(value, tuple):
+            if f.name == "protocols":
+                parts.append(f"protocols={'+'.join(value)}")
+            elif isinstance(value, tuple):
                 parts.extend(f"{f.name}={item}" for item in value)
             elif isinstance(value, bool):
                 parts.append(f"{f.name}={'true' if value else 'false'}")
@@ -77,6 +83,9 @@ class Options:
                 parts.append(f"{f.name}={value}")
         return ",".join(parts)
 
+
+#: The values of `protocols`, in their canonical order.
+PROTOCOLS: tuple[str, ...] = ("rest", "grpcweb", "connect")
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "unknown_query_params": ("reject", "ignore"),
@@ -111,6 +120,15 @@ def parse_options(parameter: str) -> Options:
         if spec is None:
             raise OptionsError(f"unknown option {key!r} (known: {', '.join(sorted(known))})")
         default = spec.default
+        if key == "protocols":
+            for name in value.split("+"):
+                if name.strip() not in PROTOCOLS:
+                    raise OptionsError(
+                        f"option protocols: unknown protocol {name.strip()!r} (known: {', '.join(PROTOCOLS)};"
+                        " separate several with '+', e.g. protocols=rest+connect)"
+                    )
+                lists.setdefault(key, []).append(name.strip())
+            continue
         if isinstance(default, tuple):
             if not _HEADER_NAME.fullmatch(value):
                 raise OptionsError(f"option {key}: {value!r} is not a valid HTTP header name")
@@ -134,8 +152,16 @@ def parse_options(parameter: str) -> Options:
                 raise OptionsError(f"option {key}: expected one of {', '.join(choices)}, got {value!r}")
             values[key] = value
     for key, items in lists.items():
-        values[key] = tuple(sorted(set(items)))
-    return dataclasses.replace(Options(), **values)  # type: ignore[arg-type]
+        if key == "protocols":
+            values[key] = tuple(name for name in PROTOCOLS if name in items)
+        else:
+            values[key] = tuple(sorted(set(items)))
+    options = dataclasses.replace(Options(), **values)  # type: ignore[arg-type]
+    if options.openapi and "rest" not in options.protocols:
+        raise OptionsError(
+            "option openapi: the OpenAPI documents describe the REST routes, and protocols omits rest"
+        )
+    return options
 
 
-__all__ = ["Options", "OptionsError", "parse_options"]
+__all__ = ["PROTOCOLS", "Options", "OptionsError", "parse_options"]

@@ -25,6 +25,8 @@ CASES: dict[str, str] = {
         "strip_header=x-internal-token,forward_permanent_headers=false,max_body_bytes=65536,max_json_depth=32,websocket=false,"
         "openapi=true"
     ),
+    # gRPC-Web and Connect only: modules without REST routes (docs/protocols.md)
+    "rpc": "protocols=grpcweb+connect",
 }
 #: case name -> (proto files, plugin parameter) of the cases generated from other protos than PROTOS
 OTHER_CASES: dict[str, tuple[list[str], str]] = {

@@ -420,6 +420,9 @@ RUNNER = textwrap.dedent(
             body = b"{}" if route.method not in ("GET", "HEAD", "DELETE") else b""
             key = f"{route.name} {route.method} {route.template}"
             statuses[key] = await call(app, route.method, path_of(route), body)
+        for rpc in app.rpc.values():  # gRPC-Web/Connect paths: Connect unary JSON (or REST's route there)
+            if rpc.kind == "unary_unary":
+                statuses[f"{rpc.name} POST {rpc.path}"] = await call(app, "POST", rpc.path, b"{}")
         importlib.import_module("pygateway_runtime.serve")  # it imports uvicorn and granian only to serve
         await channel.close()
         await server.stop(None)

@@ -318,6 +318,10 @@ OPTION_ERRORS: list[tuple[str, tuple[str, ...]]] = [
     ("forward_header=x-forwarded-for", ("option forward_header", "'x-forwarded-for'", "reserved")),
     ("forward_header=grpc-trace-bin", ("option forward_header", "'grpc-trace-bin'", "reserved")),
     ("forward_header=grpc-metadata-x", ("option forward_header", "'grpc-metadata-x'", "reserved")),
+    ("protocols=soap", ("option protocols", "unknown protocol 'soap'", "rest, grpcweb, connect")),
+    ("protocols=rest,grpcweb", ("unknown option 'grpcweb'",)),
+    ("protocols=", ("option protocols", "unknown protocol ''")),
+    ("protocols=grpcweb,openapi=true", ("option openapi", "protocols omits rest")),
 ]
 
 

@@ -10,6 +10,8 @@ the request-independent machinery they call, one job per module:
 - `unary`, `streams` (NDJSON, SSE, client streams), `websocket`: the calls; `lifecycle`: graceful shutdown;
 - `httpbody`: google.api.HttpBody raw bodies (unary, raw server streams); `fieldmask`: PATCH masks filled
   from the body (allow_patch_feature);
+- `rpc`: gRPC-Web and Connect at `POST /pkg.Service/Method`; `rpcwire`: their metadata and framing;
+  `grpcweb`, `connect`: the wire formats;
 - `jsonstyle`, `jsonfast`, `values`, `query`: JSON bodies, the generated codecs' helpers, path and query
   values; `options`: `GatewayOptions` and `HeaderPolicy`;
 - `serve`: the serve command (`python -m pygateway_runtime.serve`, or `pygateway_serve.py` beside this
@@ -67,6 +69,8 @@ from .options import GatewayOptions, HeaderPolicy
 from .query import NOTHING_BOUND, apply_query, set_path_message
 from .request import Request, check_body_type
 from .routing import LITERAL, MULTI, SINGLE, Capture, Route, segments
+from .rpc import RpcMethod
+from .rpcwire import EXPOSE_HEADERS, expose_headers
 from .streams import client_stream_call, server_stream_call
 from .transport import TRANSPORTS, default_transport, open_channel
 from .unary import unary_call
@@ -88,6 +92,7 @@ from .version import __version__
 from .websocket import websocket_call
 
 __all__ = [
+    "EXPOSE_HEADERS",
     "HTTP_STATUS",
     "LITERAL",
     "MAX_URL_VALUE_BYTES",
@@ -120,6 +125,7 @@ __all__ = [
     "Receive",
     "Request",
     "Route",
+    "RpcMethod",
     "Scope",
     "Send",
     "__version__",
@@ -134,6 +140,7 @@ __all__ = [
     "dump_json",
     "enum_names",
     "error_body",
+    "expose_headers",
     "fast_bool",
     "fast_double",
     "fast_enum",

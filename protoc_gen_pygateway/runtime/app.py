@@ -25,6 +25,7 @@ from .observe import Exchange, Observers, request_id_of
 from .options import GatewayOptions
 from .request import Request
 from .routing import LITERAL, _index_by_first_literal, _split_path
+from .rpc import RpcMethod, choose
 from .websocket import _refuse
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Gateway:
         policy: HeaderPolicy | None = None,
         *,
         channels: Iterable[grpc.aio.Channel] = (),
+        rpc_methods: Iterable[RpcMethod] = (),
     ) -> None:
         options = options or GatewayOptions()
         #: The channels the routes call: the LazyChannels among them (create_app("host:port") or a
@@ -90,6 +92,12 @@ class Gateway:
             self._local = Health(options.health, self.channel).handlers(self) or None
         #: True from the start of a drain (serve `--drain-seconds`) before a shutdown: /readyz is 503.
         self.draining = False
+        #: gRPC-Web / Connect methods by path (`/pkg.Service/Method`); see rpc.py for the dispatch rule.
+        self.rpc: dict[str, RpcMethod] = {}
+        for rpc in rpc_methods:
+            if rpc.path in self.rpc:
+                raise ValueError(f"method {rpc.path} is served by two modules")
+            self.rpc[rpc.path] = rpc
         #: True once `shutdown()` ran: open streams were ended, new ones are refused with 503.
         self.shutting_down = False
         self._stops: set[_Stop] = set()
@@ -171,6 +179,12 @@ class Gateway:
                 request.receive, request.send = exchange.receive, exchange.send
         try:
             path = _route_path(scope)
+            rpc = self.rpc.get(path) if self.rpc else None
+            if rpc is not None:  # gRPC-Web or Connect, unless the REST route at this path is meant
+                handler = choose(request, rpc, lambda verb: not isinstance(self.resolve(verb, path), list))
+                if handler is not None:
+                    await handler(request, rpc)
+                    return
             found = self.resolve(scope["method"], path)
             if isinstance(found, list):
                 if not found and self._local is not None and path in self._local:
@@ -291,7 +305,10 @@ def combine(*apps: Gateway, options: GatewayOptions | None = None) -> Gateway:
     routes = [route for app in apps for route in app.routes]
     max_body = max(app.max_body_bytes for app in apps)
     channels = [channel for app in apps for channel in app.channels]
-    combined = Gateway(routes, max_body, options or apps[0].options, channels=channels)
+    rpc_methods = [rpc for app in apps for rpc in app.rpc.values()]
+    combined = Gateway(
+        routes, max_body, options or apps[0].options, channels=channels, rpc_methods=rpc_methods
+    )
     for app in apps:  # one shutdown for all: the parts' routes are served by `combined` now
         combined._linked.append(app)
         app._linked.append(combined)

@@ -15,6 +15,7 @@ Routes:
     POST /v1/everything/import:watch -> Watch
     POST /v1/nodes:collect -> Collect
     POST /v1/everything:chat -> Chat
+    POST /alltypes.v1.AllTypesService/<Method> -> gRPC-Web and Connect, every method above
 
 Serve `create_app(channel)` (or `create_app("host:port")`) with any ASGI server, mount it in Starlette/FastAPI, or merge several
 services with `pygateway_runtime.combine(...)`.
@@ -1100,6 +1101,36 @@ class AllTypesServiceGateway:
             request_serializer=alltypes_dot_v1_dot_alltypes__pb2.Everything.SerializeToString,
             response_deserializer=alltypes_dot_v1_dot_alltypes__pb2.Node.FromString,
         )
+        self._echo_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/alltypes.v1.AllTypesService/Echo",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._echo_scalars_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/alltypes.v1.AllTypesService/EchoScalars",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._echo_well_known_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/alltypes.v1.AllTypesService/EchoWellKnown",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._watch_raw = channel.unary_stream(  # gRPC-Web/Connect: bytes in, bytes out
+            "/alltypes.v1.AllTypesService/Watch",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._collect_raw = channel.stream_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/alltypes.v1.AllTypesService/Collect",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._chat_raw = channel.stream_stream(  # gRPC-Web/Connect: bytes in, bytes out
+            "/alltypes.v1.AllTypesService/Chat",
+            request_serializer=None,
+            response_deserializer=None,
+        )
 
     async def echo_0(self, request: _rt.Request) -> None:
         """POST /v1/everything:echo"""
@@ -1359,12 +1390,102 @@ class AllTypesServiceGateway:
             ),
         ]
 
+    def rpc_methods(self) -> list[_rt.RpcMethod]:
+        """gRPC-Web and Connect at POST /alltypes.v1.AllTypesService/<Method>, one per method."""
+        return [
+            _rt.RpcMethod(
+                "/alltypes.v1.AllTypesService/Echo",
+                "unary_unary",
+                self._echo_raw,
+                alltypes_dot_v1_dot_alltypes__pb2.Everything,
+                alltypes_dot_v1_dot_alltypes__pb2.Everything,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_everything,
+            ),
+            _rt.RpcMethod(
+                "/alltypes.v1.AllTypesService/EchoScalars",
+                "unary_unary",
+                self._echo_scalars_raw,
+                alltypes_dot_v1_dot_alltypes__pb2.Scalars,
+                alltypes_dot_v1_dot_alltypes__pb2.Scalars,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_scalars,
+            ),
+            _rt.RpcMethod(
+                "/alltypes.v1.AllTypesService/EchoWellKnown",
+                "unary_unary",
+                self._echo_well_known_raw,
+                alltypes_dot_v1_dot_alltypes__pb2.WellKnown,
+                google_dot_protobuf_dot_timestamp__pb2.Timestamp,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_well_known,
+            ),
+            _rt.RpcMethod(
+                "/alltypes.v1.AllTypesService/Watch",
+                "unary_stream",
+                self._watch_raw,
+                alltypes_dot_v1_dot_alltypes__pb2.Node,
+                alltypes_dot_v1_dot_alltypes__pb2.Everything,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_node,
+            ),
+            _rt.RpcMethod(
+                "/alltypes.v1.AllTypesService/Collect",
+                "stream_unary",
+                self._collect_raw,
+                alltypes_dot_v1_dot_alltypes__pb2.Node,
+                alltypes_dot_v1_dot_alltypes__pb2.Optionals,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_node,
+            ),
+            _rt.RpcMethod(
+                "/alltypes.v1.AllTypesService/Chat",
+                "stream_stream",
+                self._chat_raw,
+                alltypes_dot_v1_dot_alltypes__pb2.Everything,
+                alltypes_dot_v1_dot_alltypes__pb2.Node,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_everything,
+            ),
+        ]
+
 
 def create_app(channel: _rt.ChannelSource, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
-    """The ASGI app serving alltypes.v1.AllTypesService's REST/JSON routes over `channel`: a grpc.aio channel, or,
-    for an app built before the event loop runs (a module-level `app` for `uvicorn module:app`), the
-    upstream's "host:port" or a function returning a channel, opened in the serving loop."""
+    """The ASGI app serving alltypes.v1.AllTypesService's REST/JSON, gRPC-Web, Connect routes over `channel`: a
+    grpc.aio channel, or, for an app built before the event loop runs (a module-level `app` for
+    `uvicorn module:app`), the upstream's "host:port" or a function returning a channel, opened in the
+    serving loop."""
     upstream = _rt.upstream_channel(channel)
+    gateway = AllTypesServiceGateway(upstream)
     return _rt.Gateway(
-        AllTypesServiceGateway(upstream).routes(), MAX_BODY_BYTES, options, _POLICY, channels=[upstream]
+        gateway.routes(),
+        MAX_BODY_BYTES,
+        options,
+        _POLICY,
+        channels=[upstream],
+        rpc_methods=gateway.rpc_methods(),
     )

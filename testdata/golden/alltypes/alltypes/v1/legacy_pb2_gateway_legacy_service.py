@@ -5,6 +5,7 @@
 
 Routes:
     POST /v1/legacy:echo -> Echo
+    POST /alltypes.v1.LegacyService/<Method> -> gRPC-Web and Connect, every method above
 
 Serve `create_app(channel)` (or `create_app("host:port")`) with any ASGI server, mount it in Starlette/FastAPI, or merge several
 services with `pygateway_runtime.combine(...)`.
@@ -240,6 +241,11 @@ class LegacyServiceGateway:
             request_serializer=alltypes_dot_v1_dot_legacy__pb2.Legacy.SerializeToString,
             response_deserializer=alltypes_dot_v1_dot_legacy__pb2.Legacy.FromString,
         )
+        self._echo_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/alltypes.v1.LegacyService/Echo",
+            request_serializer=None,
+            response_deserializer=None,
+        )
 
     async def echo_0(self, request: _rt.Request) -> None:
         """POST /v1/legacy:echo"""
@@ -262,12 +268,37 @@ class LegacyServiceGateway:
             ),
         ]
 
+    def rpc_methods(self) -> list[_rt.RpcMethod]:
+        """gRPC-Web and Connect at POST /alltypes.v1.LegacyService/<Method>, one per method."""
+        return [
+            _rt.RpcMethod(
+                "/alltypes.v1.LegacyService/Echo",
+                "unary_unary",
+                self._echo_raw,
+                alltypes_dot_v1_dot_legacy__pb2.Legacy,
+                alltypes_dot_v1_dot_legacy__pb2.Legacy,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_legacy,
+            ),
+        ]
+
 
 def create_app(channel: _rt.ChannelSource, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
-    """The ASGI app serving alltypes.v1.LegacyService's REST/JSON routes over `channel`: a grpc.aio channel, or,
-    for an app built before the event loop runs (a module-level `app` for `uvicorn module:app`), the
-    upstream's "host:port" or a function returning a channel, opened in the serving loop."""
+    """The ASGI app serving alltypes.v1.LegacyService's REST/JSON, gRPC-Web, Connect routes over `channel`: a
+    grpc.aio channel, or, for an app built before the event loop runs (a module-level `app` for
+    `uvicorn module:app`), the upstream's "host:port" or a function returning a channel, opened in the
+    serving loop."""
     upstream = _rt.upstream_channel(channel)
+    gateway = LegacyServiceGateway(upstream)
     return _rt.Gateway(
-        LegacyServiceGateway(upstream).routes(), MAX_BODY_BYTES, options, _POLICY, channels=[upstream]
+        gateway.routes(),
+        MAX_BODY_BYTES,
+        options,
+        _POLICY,
+        channels=[upstream],
+        rpc_methods=gateway.rpc_methods(),
     )

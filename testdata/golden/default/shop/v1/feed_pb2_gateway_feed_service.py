@@ -9,6 +9,7 @@ Routes:
     GET /v1/{shelf=shelves/*}/titles:watch -> WatchTitles
     POST /v1/uploads -> Upload
     POST /v1/chat -> Chat
+    POST /shop.v1.FeedService/<Method> -> gRPC-Web and Connect, every method above
 
 Serve `create_app(channel)` (or `create_app("host:port")`) with any ASGI server, mount it in Starlette/FastAPI, or merge several
 services with `pygateway_runtime.combine(...)`.
@@ -324,6 +325,26 @@ class FeedServiceGateway:
             request_serializer=shop_dot_v1_dot_feed__pb2.ChatRequest.SerializeToString,
             response_deserializer=shop_dot_v1_dot_feed__pb2.ChatMessage.FromString,
         )
+        self._watch_raw = channel.unary_stream(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.FeedService/Watch",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._watch_titles_raw = channel.unary_stream(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.FeedService/WatchTitles",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._upload_raw = channel.stream_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.FeedService/Upload",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._chat_raw = channel.stream_stream(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.FeedService/Chat",
+            request_serializer=None,
+            response_deserializer=None,
+        )
 
     async def watch_0(self, request: _rt.Request) -> None:
         """GET /v1/{shelf=shelves/*}/events:watch (unary to stream; NDJSON or SSE)"""
@@ -487,12 +508,76 @@ class FeedServiceGateway:
             ),
         ]
 
+    def rpc_methods(self) -> list[_rt.RpcMethod]:
+        """gRPC-Web and Connect at POST /shop.v1.FeedService/<Method>, one per method."""
+        return [
+            _rt.RpcMethod(
+                "/shop.v1.FeedService/Watch",
+                "unary_stream",
+                self._watch_raw,
+                shop_dot_v1_dot_feed__pb2.WatchRequest,
+                shop_dot_v1_dot_feed__pb2.Event,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_watch_request,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.FeedService/WatchTitles",
+                "unary_stream",
+                self._watch_titles_raw,
+                shop_dot_v1_dot_feed__pb2.WatchRequest,
+                shop_dot_v1_dot_feed__pb2.Event,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_watch_request,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.FeedService/Upload",
+                "stream_unary",
+                self._upload_raw,
+                shop_dot_v1_dot_feed__pb2.UploadChunk,
+                shop_dot_v1_dot_feed__pb2.UploadSummary,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_upload_chunk,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.FeedService/Chat",
+                "stream_stream",
+                self._chat_raw,
+                shop_dot_v1_dot_feed__pb2.ChatRequest,
+                shop_dot_v1_dot_feed__pb2.ChatMessage,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_chat_request,
+            ),
+        ]
+
 
 def create_app(channel: _rt.ChannelSource, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
-    """The ASGI app serving shop.v1.FeedService's REST/JSON routes over `channel`: a grpc.aio channel, or,
-    for an app built before the event loop runs (a module-level `app` for `uvicorn module:app`), the
-    upstream's "host:port" or a function returning a channel, opened in the serving loop."""
+    """The ASGI app serving shop.v1.FeedService's REST/JSON, gRPC-Web, Connect routes over `channel`: a
+    grpc.aio channel, or, for an app built before the event loop runs (a module-level `app` for
+    `uvicorn module:app`), the upstream's "host:port" or a function returning a channel, opened in the
+    serving loop."""
     upstream = _rt.upstream_channel(channel)
+    gateway = FeedServiceGateway(upstream)
     return _rt.Gateway(
-        FeedServiceGateway(upstream).routes(), MAX_BODY_BYTES, options, _POLICY, channels=[upstream]
+        gateway.routes(),
+        MAX_BODY_BYTES,
+        options,
+        _POLICY,
+        channels=[upstream],
+        rpc_methods=gateway.rpc_methods(),
     )

@@ -21,6 +21,7 @@ Routes:
     POST /v1/fail -> Fail
     POST /v1/metadata:echo -> EchoMetadata
     GET /v1/metadata -> EchoMetadata
+    POST /shop.v1.ShopService/<Method> -> gRPC-Web and Connect, every method above (also GET for GetBook)
 
 Serve `create_app(channel)` (or `create_app("host:port")`) with any ASGI server, mount it in Starlette/FastAPI, or merge several
 services with `pygateway_runtime.combine(...)`.
@@ -739,6 +740,61 @@ class ShopServiceGateway:
             request_serializer=shop_dot_v1_dot_shop__pb2.EchoMetadataRequest.SerializeToString,
             response_deserializer=shop_dot_v1_dot_shop__pb2.EchoMetadataResponse.FromString,
         )
+        self._get_book_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/GetBook",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._list_books_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/ListBooks",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._create_book_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/CreateBook",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._update_book_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/UpdateBook",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._delete_book_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/DeleteBook",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._publish_book_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/PublishBook",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._get_book_title_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/GetBookTitle",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._get_file_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/GetFile",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._echo_scalars_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/EchoScalars",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._fail_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/Fail",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._echo_metadata_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShopService/EchoMetadata",
+            request_serializer=None,
+            response_deserializer=None,
+        )
 
     async def get_book_0(self, request: _rt.Request) -> None:
         """GET /v1/{name=shelves/*/books/*}"""
@@ -1007,12 +1063,162 @@ class ShopServiceGateway:
             ),
         ]
 
+    def rpc_methods(self) -> list[_rt.RpcMethod]:
+        """gRPC-Web and Connect at POST /shop.v1.ShopService/<Method>, one per method."""
+        return [
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/GetBook",
+                "unary_unary",
+                self._get_book_raw,
+                shop_dot_v1_dot_shop__pb2.GetBookRequest,
+                shop_dot_v1_dot_shop__pb2.Book,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=True,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/ListBooks",
+                "unary_unary",
+                self._list_books_raw,
+                shop_dot_v1_dot_shop__pb2.ListBooksRequest,
+                shop_dot_v1_dot_shop__pb2.ListBooksResponse,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/CreateBook",
+                "unary_unary",
+                self._create_book_raw,
+                shop_dot_v1_dot_shop__pb2.CreateBookRequest,
+                shop_dot_v1_dot_shop__pb2.Book,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_create_book_request,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/UpdateBook",
+                "unary_unary",
+                self._update_book_raw,
+                shop_dot_v1_dot_shop__pb2.UpdateBookRequest,
+                shop_dot_v1_dot_shop__pb2.Book,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_update_book_request,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/DeleteBook",
+                "unary_unary",
+                self._delete_book_raw,
+                shop_dot_v1_dot_shop__pb2.DeleteBookRequest,
+                google_dot_protobuf_dot_empty__pb2.Empty,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/PublishBook",
+                "unary_unary",
+                self._publish_book_raw,
+                shop_dot_v1_dot_shop__pb2.PublishBookRequest,
+                shop_dot_v1_dot_shop__pb2.Book,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_publish_book_request,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/GetBookTitle",
+                "unary_unary",
+                self._get_book_title_raw,
+                shop_dot_v1_dot_shop__pb2.GetBookRequest,
+                shop_dot_v1_dot_shop__pb2.Book,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/GetFile",
+                "unary_unary",
+                self._get_file_raw,
+                shop_dot_v1_dot_shop__pb2.GetFileRequest,
+                shop_dot_v1_dot_shop__pb2.File,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/EchoScalars",
+                "unary_unary",
+                self._echo_scalars_raw,
+                shop_dot_v1_dot_shop__pb2.ScalarsRequest,
+                shop_dot_v1_dot_shop__pb2.ScalarsRequest,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_scalars_request,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/Fail",
+                "unary_unary",
+                self._fail_raw,
+                shop_dot_v1_dot_shop__pb2.FailRequest,
+                google_dot_protobuf_dot_empty__pb2.Empty,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_fail_request,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShopService/EchoMetadata",
+                "unary_unary",
+                self._echo_metadata_raw,
+                shop_dot_v1_dot_shop__pb2.EchoMetadataRequest,
+                shop_dot_v1_dot_shop__pb2.EchoMetadataResponse,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_echo_metadata_request,
+            ),
+        ]
+
 
 def create_app(channel: _rt.ChannelSource, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
-    """The ASGI app serving shop.v1.ShopService's REST/JSON routes over `channel`: a grpc.aio channel, or,
-    for an app built before the event loop runs (a module-level `app` for `uvicorn module:app`), the
-    upstream's "host:port" or a function returning a channel, opened in the serving loop."""
+    """The ASGI app serving shop.v1.ShopService's REST/JSON, gRPC-Web, Connect routes over `channel`: a
+    grpc.aio channel, or, for an app built before the event loop runs (a module-level `app` for
+    `uvicorn module:app`), the upstream's "host:port" or a function returning a channel, opened in the
+    serving loop."""
     upstream = _rt.upstream_channel(channel)
+    gateway = ShopServiceGateway(upstream)
     return _rt.Gateway(
-        ShopServiceGateway(upstream).routes(), MAX_BODY_BYTES, options, _POLICY, channels=[upstream]
+        gateway.routes(),
+        MAX_BODY_BYTES,
+        options,
+        _POLICY,
+        channels=[upstream],
+        rpc_methods=gateway.rpc_methods(),
     )

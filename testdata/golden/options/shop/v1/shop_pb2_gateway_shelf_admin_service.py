@@ -6,6 +6,7 @@
 Routes:
     GET /v1/{name=shelves/*} -> GetShelf
     POST /v1/shelves -> CreateShelf
+    POST /shop.v1.ShelfAdminService/<Method> -> gRPC-Web and Connect, every method above
 
 Serve `create_app(channel)` (or `create_app("host:port")`) with any ASGI server, mount it in Starlette/FastAPI, or merge several
 services with `pygateway_runtime.combine(...)`.
@@ -154,6 +155,16 @@ class ShelfAdminServiceGateway:
             request_serializer=shop_dot_v1_dot_shop__pb2.Shelf.SerializeToString,
             response_deserializer=shop_dot_v1_dot_shop__pb2.Shelf.FromString,
         )
+        self._get_shelf_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShelfAdminService/GetShelf",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._create_shelf_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/shop.v1.ShelfAdminService/CreateShelf",
+            request_serializer=None,
+            response_deserializer=None,
+        )
 
     async def get_shelf_0(self, request: _rt.Request) -> None:
         """GET /v1/{name=shelves/*}"""
@@ -191,12 +202,50 @@ class ShelfAdminServiceGateway:
             ),
         ]
 
+    def rpc_methods(self) -> list[_rt.RpcMethod]:
+        """gRPC-Web and Connect at POST /shop.v1.ShelfAdminService/<Method>, one per method."""
+        return [
+            _rt.RpcMethod(
+                "/shop.v1.ShelfAdminService/GetShelf",
+                "unary_unary",
+                self._get_shelf_raw,
+                shop_dot_v1_dot_shop__pb2.Shelf,
+                shop_dot_v1_dot_shop__pb2.Shelf,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_shelf,
+            ),
+            _rt.RpcMethod(
+                "/shop.v1.ShelfAdminService/CreateShelf",
+                "unary_unary",
+                self._create_shelf_raw,
+                shop_dot_v1_dot_shop__pb2.Shelf,
+                shop_dot_v1_dot_shop__pb2.Shelf,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_shelf,
+            ),
+        ]
+
 
 def create_app(channel: _rt.ChannelSource, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
-    """The ASGI app serving shop.v1.ShelfAdminService's REST/JSON routes over `channel`: a grpc.aio channel, or,
-    for an app built before the event loop runs (a module-level `app` for `uvicorn module:app`), the
-    upstream's "host:port" or a function returning a channel, opened in the serving loop."""
+    """The ASGI app serving shop.v1.ShelfAdminService's REST/JSON, gRPC-Web, Connect routes over `channel`: a
+    grpc.aio channel, or, for an app built before the event loop runs (a module-level `app` for
+    `uvicorn module:app`), the upstream's "host:port" or a function returning a channel, opened in the
+    serving loop."""
     upstream = _rt.upstream_channel(channel)
+    gateway = ShelfAdminServiceGateway(upstream)
     return _rt.Gateway(
-        ShelfAdminServiceGateway(upstream).routes(), MAX_BODY_BYTES, options, _POLICY, channels=[upstream]
+        gateway.routes(),
+        MAX_BODY_BYTES,
+        options,
+        _POLICY,
+        channels=[upstream],
+        rpc_methods=gateway.rpc_methods(),
     )

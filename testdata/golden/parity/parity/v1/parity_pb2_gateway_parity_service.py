@@ -30,6 +30,7 @@ Routes:
     GET /v1/ticks/{text} -> Ticks
     POST /v1/both -> Both
     GET /v1/both/{text} -> Both
+    POST /parity.v1.ParityService/<Method> -> gRPC-Web and Connect, every method above
 
 Serve `create_app(channel)` (or `create_app("host:port")`) with any ASGI server, mount it in Starlette/FastAPI, or merge several
 services with `pygateway_runtime.combine(...)`.
@@ -683,6 +684,96 @@ class ParityServiceGateway:
             request_serializer=parity_dot_v1_dot_parity__pb2.Ping.SerializeToString,
             response_deserializer=parity_dot_v1_dot_parity__pb2.Ping.FromString,
         )
+        self._update_book_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/UpdateBook",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._update_two_masks_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/UpdateTwoMasks",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._update_book_star_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/UpdateBookStar",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._get_event_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/GetEvent",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._check_event_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/CheckEvent",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._download_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/Download",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._download_field_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/DownloadField",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._upload_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/Upload",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._echo_raw_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/EchoRaw",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._download_stream_raw = channel.unary_stream(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/DownloadStream",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._upload_stream_raw = channel.stream_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/UploadStream",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._plain_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/Plain",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._countdown_raw = channel.unary_stream(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/Countdown",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._collect_raw = channel.stream_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/Collect",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._chat_raw = channel.stream_stream(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/Chat",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._yamled_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/Yamled",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._ticks_raw = channel.unary_stream(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/Ticks",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self._both_raw = channel.unary_unary(  # gRPC-Web/Connect: bytes in, bytes out
+            "/parity.v1.ParityService/Both",
+            request_serializer=None,
+            response_deserializer=None,
+        )
 
     async def update_book_0(self, request: _rt.Request) -> None:
         """PATCH /v1/{book.name=books/*}"""
@@ -1167,12 +1258,250 @@ class ParityServiceGateway:
             ),
         ]
 
+    def rpc_methods(self) -> list[_rt.RpcMethod]:
+        """gRPC-Web and Connect at POST /parity.v1.ParityService/<Method>, one per method."""
+        return [
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/UpdateBook",
+                "unary_unary",
+                self._update_book_raw,
+                parity_dot_v1_dot_parity__pb2.UpdateBookRequest,
+                parity_dot_v1_dot_parity__pb2.UpdateReply,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_update_book_request,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/UpdateTwoMasks",
+                "unary_unary",
+                self._update_two_masks_raw,
+                parity_dot_v1_dot_parity__pb2.UpdateTwoMasksRequest,
+                parity_dot_v1_dot_parity__pb2.UpdateReply,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_update_two_masks_request,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/UpdateBookStar",
+                "unary_unary",
+                self._update_book_star_raw,
+                parity_dot_v1_dot_parity__pb2.UpdateBookRequest,
+                parity_dot_v1_dot_parity__pb2.UpdateReply,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_update_book_request,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/GetEvent",
+                "unary_unary",
+                self._get_event_raw,
+                parity_dot_v1_dot_parity__pb2.EventRequest,
+                parity_dot_v1_dot_parity__pb2.EventRequest,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/CheckEvent",
+                "unary_unary",
+                self._check_event_raw,
+                parity_dot_v1_dot_parity__pb2.EventRequest,
+                parity_dot_v1_dot_parity__pb2.EventRequest,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/Download",
+                "unary_unary",
+                self._download_raw,
+                parity_dot_v1_dot_parity__pb2.DownloadRequest,
+                google_dot_api_dot_httpbody__pb2.HttpBody,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/DownloadField",
+                "unary_unary",
+                self._download_field_raw,
+                parity_dot_v1_dot_parity__pb2.DownloadRequest,
+                parity_dot_v1_dot_parity__pb2.DownloadReply,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/Upload",
+                "unary_unary",
+                self._upload_raw,
+                parity_dot_v1_dot_parity__pb2.UploadRequest,
+                parity_dot_v1_dot_parity__pb2.UploadReply,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/EchoRaw",
+                "unary_unary",
+                self._echo_raw_raw,
+                google_dot_api_dot_httpbody__pb2.HttpBody,
+                google_dot_api_dot_httpbody__pb2.HttpBody,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/DownloadStream",
+                "unary_stream",
+                self._download_stream_raw,
+                parity_dot_v1_dot_parity__pb2.DownloadRequest,
+                google_dot_api_dot_httpbody__pb2.HttpBody,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/UploadStream",
+                "stream_unary",
+                self._upload_stream_raw,
+                google_dot_api_dot_httpbody__pb2.HttpBody,
+                parity_dot_v1_dot_parity__pb2.UploadReply,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/Plain",
+                "unary_unary",
+                self._plain_raw,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_ping,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/Countdown",
+                "unary_stream",
+                self._countdown_raw,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_ping,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/Collect",
+                "stream_unary",
+                self._collect_raw,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_ping,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/Chat",
+                "stream_stream",
+                self._chat_raw,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_ping,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/Yamled",
+                "unary_unary",
+                self._yamled_raw,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_ping,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/Ticks",
+                "unary_stream",
+                self._ticks_raw,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_ping,
+            ),
+            _rt.RpcMethod(
+                "/parity.v1.ParityService/Both",
+                "unary_unary",
+                self._both_raw,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                parity_dot_v1_dot_parity__pb2.Ping,
+                _JSON,
+                _POLICY,
+                grpcweb=True,
+                connect=True,
+                no_side_effects=False,
+                decode=_decode_ping,
+            ),
+        ]
+
 
 def create_app(channel: _rt.ChannelSource, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
-    """The ASGI app serving parity.v1.ParityService's REST/JSON routes over `channel`: a grpc.aio channel, or,
-    for an app built before the event loop runs (a module-level `app` for `uvicorn module:app`), the
-    upstream's "host:port" or a function returning a channel, opened in the serving loop."""
+    """The ASGI app serving parity.v1.ParityService's REST/JSON, gRPC-Web, Connect routes over `channel`: a
+    grpc.aio channel, or, for an app built before the event loop runs (a module-level `app` for
+    `uvicorn module:app`), the upstream's "host:port" or a function returning a channel, opened in the
+    serving loop."""
     upstream = _rt.upstream_channel(channel)
+    gateway = ParityServiceGateway(upstream)
     return _rt.Gateway(
-        ParityServiceGateway(upstream).routes(), MAX_BODY_BYTES, options, _POLICY, channels=[upstream]
+        gateway.routes(),
+        MAX_BODY_BYTES,
+        options,
+        _POLICY,
+        channels=[upstream],
+        rpc_methods=gateway.rpc_methods(),
     )
