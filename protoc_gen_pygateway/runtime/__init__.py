@@ -25,6 +25,7 @@ from __future__ import annotations
 from .app import Gateway, combine
 from .asgi import Event, Handler, Metadata, Receive, Scope, Send
 from .channels import ChannelSource, LazyChannel, upstream_channel
+from .client_streams import client_stream_call
 from .cors import CorsPolicy
 from .errors import HTTP_STATUS, ClientDisconnectedError, HttpError, bad_request, error_body
 from .fieldmask import body_field_mask
@@ -71,7 +72,7 @@ from .request import Request, check_body_type
 from .routing import LITERAL, MULTI, SINGLE, Capture, Route, segments
 from .rpc import RpcMethod
 from .rpcwire import EXPOSE_HEADERS, expose_headers
-from .streams import client_stream_call, server_stream_call
+from .streams import server_stream_call
 from .transport import TRANSPORTS, default_transport, open_channel
 from .unary import unary_call
 from .values import (

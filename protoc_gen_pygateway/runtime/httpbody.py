@@ -3,7 +3,7 @@
 Request: the generated builder calls `fill_http_body` with the raw body (any Content-Type, never parsed
 as JSON; `max_body_bytes` bounds it as any body); path and query parameters still fill the rest of the
 request message. Client streams (`client_stream_call(..., chunked=True)`) send the raw body as successive
-messages of at most streams.RAW_CHUNK_BYTES, as it arrives.
+messages of at most client_streams.RAW_CHUNK_BYTES, as it arrives.
 
 Reply: `http_body_call` answers with the HttpBody's `data` as the body and its `content_type` as
 Content-Type (`application/octet-stream` when empty). `http_body_stream_call` writes each streamed
