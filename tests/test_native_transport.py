@@ -17,7 +17,7 @@ import pytest
 from google.rpc import status_pb2
 
 from protoc_gen_pygateway.runtime.native import EOF, NativeChannel, NativeRpcError
-from protoc_gen_pygateway.runtime.native import channel as native_channel
+from protoc_gen_pygateway.runtime.native import options as native_options
 from tests.native_go import go_available
 from tests.native_support import Backend, free_port, make_ca, run
 
@@ -568,7 +568,7 @@ def test_compression_refused_clearly(backend: Backend) -> None:
 
 def test_keepalive_interval_never_below_grpc_go_enforcement() -> None:
     # grpc-go's default EnforcementPolicy: pings closer than 5 minutes are strikes -> too_many_pings.
-    assert native_channel._Options([("grpc.keepalive_time_ms", 30000)]).keepalive == 300.0
-    assert native_channel._Options([]).keepalive == 300.0
-    assert native_channel._Options([("grpc.keepalive_time_ms", 600000)]).keepalive == 600.0
-    assert native_channel._Options([("grpc.keepalive_time_ms", 0)]).keepalive == 0.0
+    assert native_options._Options([("grpc.keepalive_time_ms", 30000)]).keepalive == 300.0
+    assert native_options._Options([]).keepalive == 300.0
+    assert native_options._Options([("grpc.keepalive_time_ms", 600000)]).keepalive == 600.0
+    assert native_options._Options([("grpc.keepalive_time_ms", 0)]).keepalive == 0.0

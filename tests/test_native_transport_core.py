@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protoc_gen_pygateway.runtime.native import connection as core
+from protoc_gen_pygateway.runtime.native import frames
 from protoc_gen_pygateway.runtime.native.hpackcodec import HeaderDecoder, encode_literal, table_neutral
 
 _names = st.text("abcdefghijklmnopqrstuvwxyz-0123456789", min_size=1, max_size=20)
@@ -99,7 +100,7 @@ def _handshake(
         server.update_settings(settings)
     server.receive_data(client.data_to_send())
     events = client.receive(server.data_to_send())
-    assert isinstance(events[0], core.Settings) and events[0].first
+    assert isinstance(events[0], frames.Settings) and events[0].first
     server.receive_data(client.data_to_send())
     return client, server
 
@@ -120,7 +121,7 @@ def test_send_data_waits_for_the_peer_windows() -> None:
     while client.buffered(sid) or len(received) < 5000:
         server.increment_flow_control_window(1000, stream_id=sid)
         events = client.receive(server.data_to_send())
-        assert any(isinstance(e, core.WindowOpened) for e in events)
+        assert any(isinstance(e, frames.WindowOpened) for e in events)
         ended = False
         for ev in server.receive_data(client.data_to_send()):
             if isinstance(ev, h2.events.DataReceived):
@@ -136,31 +137,31 @@ def test_receive_windows_are_enforced_and_replenished() -> None:
     server.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
     server.send_data(sid, b"y" * 16384)
     events = client.receive(server.data_to_send())
-    assert [type(e) for e in events] == [core.Headers, core.Data]
+    assert [type(e) for e in events] == [frames.Headers, frames.Data]
     client.consumed(sid, 16384)  # < half the window: no update yet
     assert client.data_to_send() == b""
     client.consumed(sid, 20000)
-    assert client.data_to_send()[3] == core.WINDOW_UPDATE
+    assert client.data_to_send()[3] == frames.WINDOW_UPDATE
     # A peer that ignores our window: a stream error (RST_STREAM FLOW_CONTROL_ERROR), not a crash.
     sid2 = client.open_stream(_request_block(), True)
     client.data_to_send()
     block = hpack.Encoder().encode([(":status", "200"), ("content-type", "application/grpc")])
-    raw = core.frame(core.HEADERS, core.END_HEADERS, sid2, block)
-    raw += b"".join(core.frame(core.DATA, 0, sid2, b"z" * 16384) for _ in range(5))  # 81920 > 65535
+    raw = frames.frame(frames.HEADERS, frames.END_HEADERS, sid2, block)
+    raw += b"".join(frames.frame(frames.DATA, 0, sid2, b"z" * 16384) for _ in range(5))  # 81920 > 65535
     events = client.receive(raw)
-    assert any(isinstance(e, core.ConnectionTerminated | core.StreamReset) for e in events)
+    assert any(isinstance(e, frames.ConnectionTerminated | frames.StreamReset) for e in events)
 
 
 def test_continuation_limits() -> None:
     client, _ = _handshake()
     sid = client.open_stream(_request_block(), True)
     client.data_to_send()
-    flood = core.frame(core.HEADERS, 0, sid, b"\x88") + core.frame(core.CONTINUATION, 0, sid) * 100
+    flood = frames.frame(frames.HEADERS, 0, sid, b"\x88") + frames.frame(frames.CONTINUATION, 0, sid) * 100
     events = client.receive(flood)
-    assert isinstance(events[-1], core.ConnectionTerminated)
-    assert events[-1].error_code == core.ENHANCE_YOUR_CALM
+    assert isinstance(events[-1], frames.ConnectionTerminated)
+    assert events[-1].error_code == frames.ENHANCE_YOUR_CALM
     goaway = client.data_to_send()
-    assert goaway[3] == core.GOAWAY and struct.unpack(">L", goaway[13:17])[0] == core.ENHANCE_YOUR_CALM
+    assert goaway[3] == frames.GOAWAY and struct.unpack(">L", goaway[13:17])[0] == frames.ENHANCE_YOUR_CALM
     assert client.receive(b"more") == []  # terminated: input ignored
 
 
@@ -170,10 +171,11 @@ def test_header_block_split_over_continuation_frames_is_accepted() -> None:
     block = hpack.Encoder().encode(
         [(":status", "200"), ("content-type", "application/grpc"), ("x", "y" * 100)]
     )
-    raw = core.frame(core.HEADERS, 0, sid, block[:10]) + core.frame(core.CONTINUATION, 0, sid, block[10:50])
-    raw += core.frame(core.CONTINUATION, core.END_HEADERS, sid, block[50:])
+    raw = frames.frame(frames.HEADERS, 0, sid, block[:10])
+    raw += frames.frame(frames.CONTINUATION, 0, sid, block[10:50])
+    raw += frames.frame(frames.CONTINUATION, frames.END_HEADERS, sid, block[50:])
     (event,) = client.receive(raw[:7]) + client.receive(raw[7:])  # split reads too
-    assert isinstance(event, core.Headers) and ("x", "y" * 100) in event.headers
+    assert isinstance(event, frames.Headers) and ("x", "y" * 100) in event.headers
 
 
 def test_goaway_ping_and_settings_frames() -> None:
@@ -181,10 +183,10 @@ def test_goaway_ping_and_settings_frames() -> None:
     server.ping(b"12345678")
     server.close_connection(last_stream_id=0)
     events = client.receive(server.data_to_send())
-    assert isinstance(events[-1], core.GoAway) and events[-1].last_stream_id == 0
+    assert isinstance(events[-1], frames.GoAway) and events[-1].last_stream_id == 0
     assert not client.can_open()
     ack = client.data_to_send()
-    assert ack[3] == core.PING and ack[4] == core.ACK and ack[9:17] == b"12345678"
+    assert ack[3] == frames.PING and ack[4] == frames.ACK and ack[9:17] == b"12345678"
 
 
 def test_large_request_headers_use_continuation_frames() -> None:

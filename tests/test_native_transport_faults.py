@@ -15,7 +15,7 @@ import h2.events
 import pytest
 
 from protoc_gen_pygateway.runtime.native import NativeChannel
-from protoc_gen_pygateway.runtime.native import channel as native_channel
+from protoc_gen_pygateway.runtime.native import options as native_options
 from tests.native_fake import SERVER_SETTINGS, FakeServer, H2Peer, grpc_message, raw_frame
 from tests.native_support import run
 
@@ -371,7 +371,7 @@ def test_keepalive_pings_only_with_open_calls_and_dead_peers_are_detected(
             writer.write(out)
 
     async def main() -> None:
-        monkeypatch.setattr(native_channel, "KEEPALIVE_FLOOR", 0.2)
+        monkeypatch.setattr(native_options, "KEEPALIVE_FLOOR", 0.2)
         options = [("grpc.keepalive_time_ms", 200), ("grpc.keepalive_timeout_ms", 300)]
         async with FakeServer(handler) as server, NativeChannel(server.target, options=options) as channel:
             await channel.channel_ready()

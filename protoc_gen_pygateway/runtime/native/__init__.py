@@ -14,14 +14,19 @@ from typing import TYPE_CHECKING, Any
 from .interface import Channel, StreamCall, UnaryCall, WriterCall
 
 if TYPE_CHECKING:
-    from .channel import EOF, NativeChannel, NativeRpcError
+    from .channel import NativeChannel
+    from .rpcwire import EOF, NativeRpcError
 
 __all__ = ["EOF", "Channel", "NativeChannel", "NativeRpcError", "StreamCall", "UnaryCall", "WriterCall"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("EOF", "NativeChannel", "NativeRpcError"):
+    if name == "NativeChannel":
         from . import channel
 
         return getattr(channel, name)
+    if name in ("EOF", "NativeRpcError"):
+        from . import rpcwire
+
+        return getattr(rpcwire, name)
     raise AttributeError(name)
