@@ -221,7 +221,7 @@ def test_cors_policy_normalizes_origins(gen_dir: Path) -> None:
         allow_origins=["HTTPS://App.Example.COM:443/", "http://[::1]:8080", "http://x.test:80"]
     )
     assert policy.allow_origins == ("https://app.example.com", "http://[::1]:8080", "http://x.test")
-    with pytest.raises(ValueError, match="not one string"):
+    with pytest.raises(TypeError, match="not one string"):
         rt.CorsPolicy(allow_origins="https://a.test")
     with pytest.raises(ValueError, match="empty"):
         rt.CorsPolicy(allow_origins=[])

@@ -415,7 +415,9 @@ def test_unbound_unary_and_streams(client: httpx.Client) -> None:
 def test_yaml_rules_serve(client: httpx.Client) -> None:
     ticks = client.get("/v1/ticks/t", params={"n": 3})
     assert [json.loads(line)["result"]["n"] for line in ticks.text.splitlines()] == [0, 1, 2]
-    assert client.post(f"/{SERVICE}/Ticks", json={}).status_code == 404  # YAML-bound: no unbound default
+    # YAML-bound: no unbound REST default. The path is the Connect protocol's (protocols= default), which
+    # refuses JSON for a server-streaming method (it needs application/connect+json): no REST reply.
+    assert client.post(f"/{SERVICE}/Ticks", json={}).status_code == 415
     assert _json(client.get("/v1/yamled/hi")) == {"text": "yamled:hi", "n": 0}
     assert _json(client.post("/v1/yamled", json={"text": "b", "n": 2})) == {"text": "yamled:b", "n": 2}
     assert _json(client.post("/v1/both", json={"text": "x"})) == "both:x"  # response_body from the YAML

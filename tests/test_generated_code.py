@@ -228,7 +228,7 @@ OPTIONAL = {"prometheus_client": "metrics.py", "opentelemetry": "tracing.py"}
 
 #: Optional dependencies of one runtime subpackage, imported by nothing else: the native gRPC transport's
 #: HPACK decoder (pygateway_runtime/native is imported only with `--transport native`).
-OPTIONAL = {"hpack": "native"}
+OPTIONAL_PACKAGES = {"hpack": "native"}
 
 
 def _enclosing_function(tree_: ast.Module, node: ast.AST) -> bool:
@@ -281,9 +281,11 @@ def test_generated_modules_import_only_what_a_gateway_may_use(tree: Path) -> Non
                             f"{where}: {top} only inside a function of pygateway_runtime/serve.py or "
                             "servers.py"
                         )
-                elif top in OPTIONAL:
-                    if (tree / "pygateway_runtime" / OPTIONAL[top]) not in path.parents:
-                        problems.append(f"{where}: {top} only inside pygateway_runtime/{OPTIONAL[top]}/")
+                elif top in OPTIONAL_PACKAGES:
+                    if (tree / "pygateway_runtime" / OPTIONAL_PACKAGES[top]) not in path.parents:
+                        problems.append(
+                            f"{where}: {top} only inside pygateway_runtime/{OPTIONAL_PACKAGES[top]}/"
+                        )
                 elif not _allowed(name, user_modules):
                     problems.append(f"{where}: not stdlib, grpc, google.*, the runtime or a generated _pb2")
     assert not problems, "\n".join(problems)

@@ -54,7 +54,9 @@ _ALL_GOOD: dict[str, str] = {
     "d": _OK,
     "f": _OK,
     "g": "200+200 next✓",
-    "ws": "101→ws error5 close4005",
+    # A valid handshake to a route without WebSocket: the default (uvicorn with the gateway's protocol)
+    # answers a complete 404 and closes its connection; the proxy keeps the client's (see HAPROXY_RACE).
+    "ws": "404 next✓",
     "sa": _S,
     "sb": _S,
     "sc": _S,
@@ -100,12 +102,11 @@ PROXY_MATRIX: dict[str, dict[str, str]] = {
 #: row -> cell -> today's outcome of the cells that the section 2 refusal breaks (xfail when seen): the
 #: proxy forwards the keyless `Upgrade: websocket` and granian (WebSocket on) answers 400 itself. nginx
 #: and Caddy keep the client's connection; Apache closes it after an upgrade its backend did not accept.
-KNOWN_OPEN: dict[str, dict[str, str]] = {
-    "nginx-fixed-default": dict.fromkeys(_KEYLESS, "400(server) next✓"),
-    "caddy-default": dict.fromkeys(_KEYLESS, "400(server) next✓"),
-    "apache-default": dict.fromkeys(_KEYLESS, "400(server) close"),
-    "apache-wstunnel-default": dict.fromkeys(_KEYLESS, "400(server) close"),
-}
+KNOWN_OPEN: dict[str, dict[str, str]] = {}  # section 2 landed: the default serves them (all cells pass)
+
+#: HAProxy forwards the gateway's 404 to a handshake on a unary route and, when the gateway's connection
+#: close reaches it first, closes the client's connection too (seen once in three runs): either is right.
+HAPROXY_RACE = {"404 next✓", "404 close"}
 
 
 def _forwarded(
@@ -308,6 +309,8 @@ def test_proxy_cell(
     expected = PROXY_MATRIX[row][cell]
     if row in HELD_ROWS:
         outcome = _without_buffered(outcome)
+    if row.startswith("haproxy") and cell == "ws" and outcome in HAPROXY_RACE:
+        outcome = expected
     assert outcome == expected, f"{row} cell {cell}: got {outcome!r}, table says {expected!r}"
 
 

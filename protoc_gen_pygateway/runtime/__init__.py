@@ -27,7 +27,13 @@ from .asgi import Event, Handler, Metadata, Receive, Scope, Send
 from .channels import ChannelSource, LazyChannel, upstream_channel
 from .client_streams import client_stream_call
 from .cors import CorsPolicy
-from .errors import HTTP_STATUS, ClientDisconnectedError, HttpError, bad_request, error_body
+from .errors import (
+    HTTP_STATUS,
+    ClientDisconnectedError,
+    HttpError,
+    bad_request,
+    error_body,
+)
 from .fieldmask import body_field_mask
 from .health import HealthOptions
 from .hooks import (
@@ -38,7 +44,12 @@ from .hooks import (
     IncomingMetadataHook,
     OutgoingMatcher,
 )
-from .httpbody import check_raw_body, fill_http_body, http_body_call, http_body_stream_call
+from .httpbody import (
+    check_raw_body,
+    fill_http_body,
+    http_body_call,
+    http_body_stream_call,
+)
 from .jsonfast import (
     FastDecoder,
     enum_names,

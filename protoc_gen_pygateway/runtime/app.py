@@ -31,7 +31,7 @@ from .websocket import _refuse
 if TYPE_CHECKING:
     from .asgi import Handler, Receive, Scope, Send
     from .lifecycle import _Stop
-    from .options import GatewayOptions, HeaderPolicy
+    from .options import HeaderPolicy
     from .routing import Route
 
 

@@ -29,6 +29,7 @@ from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 from .asgi import _JSON
 from .errors import error_body
 from .metadata import _VALID_KEY
+from .observe import request_id_of
 from .routing import _split_path
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class CorsPolicy:
 
     def __post_init__(self) -> None:
         if isinstance(self.allow_origins, str):
-            raise ValueError("CorsPolicy.allow_origins is a list of origins, not one string")
+            raise TypeError("CorsPolicy.allow_origins is a list of origins, not one string")
         origins = tuple(dict.fromkeys(normalize_origin(origin) for origin in self.allow_origins))
         if not origins:
             raise ValueError("CorsPolicy.allow_origins is empty: name the origins allowed, or '*'")
@@ -203,15 +204,20 @@ class Cors:
         from .app import _route_path  # app imports this module
 
         vary = (b"vary", b"Origin")
+        # Refusals carry a request id as every error answer does (observe.py); a 204 needs none.
+        rid = request_id_of(scope["headers"]) if gateway.request_ids else None
+        rid_head = [(b"x-request-id", rid.encode("latin-1"))] if rid is not None else []
         if not allowed:
             text = f"CORS: origin {origin.decode('latin-1')!r} is not allowed"
-            await _answer(send, 403, [_JSON, vary], error_body(code_pb2.PERMISSION_DENIED, text))
+            body = error_body(code_pb2.PERMISSION_DENIED, text, request_id=rid)
+            await _answer(send, 403, [_JSON, vary, *rid_head], body)
             return
         methods, policies = _path_routes(gateway, _route_path(scope))
         head = [vary, *self._allow_origin(origin)]
         if not methods:
             text = f"no route for {scope.get('path', '')}"
-            await _answer(send, 404, [_JSON, *head], error_body(code_pb2.NOT_FOUND, text))
+            body = error_body(code_pb2.NOT_FOUND, text, request_id=rid)
+            await _answer(send, 404, [_JSON, *head, *rid_head], body)
             return
         requested = (_header(scope, b"access-control-request-headers") or b"").decode("latin-1")
         names = [n.strip().lower() for n in requested.split(",") if n.strip()]

@@ -31,7 +31,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from .asgi import _JSON, logger
-from .errors import _rpc_failure, error_body
+from .errors import _rpc_failure
 from .lifecycle import _SHUTDOWN_TEXT
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ async def _get_only(request: Request) -> bool:
     if method in ("GET", "HEAD"):
         return True
     text = f"method {method} not allowed for {request.scope.get('path', '')} (allowed: GET, HEAD)"
-    await request.send_response(405, error_body(code_pb2.UNIMPLEMENTED, text), [_JSON, _ALLOW])
+    await request.send_error(405, code_pb2.UNIMPLEMENTED, text, extra=[_ALLOW])
     return False
 
 

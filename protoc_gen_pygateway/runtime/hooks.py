@@ -278,7 +278,7 @@ class Hooks:
         original.headers = list(reply.headers)
         try:
             returned = await _maybe_await(hook(request, reply))
-        except Exception:
+        except Exception:  # noqa: BLE001 - a user hook's failure, logged with its traceback
             logger.exception(
                 "%s failed; the gateway's own error is sent",
                 "routing_error_handler" if routing else "error_handler",

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:  # optional features: their modules load only when turned on
     from .cors import CorsPolicy
     from .health import HealthOptions
-    from .hooks import ErrorHook, ForwardResponseHook, IncomingMetadataHook, OutgoingMatcher
+    from .hooks import (
+        ErrorHook,
+        ForwardResponseHook,
+        IncomingMetadataHook,
+        OutgoingMatcher,
+    )
     from .metrics import Metrics
 
 

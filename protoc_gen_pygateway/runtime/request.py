@@ -19,7 +19,6 @@ from .metadata import _printable, response_metadata_headers
 if TYPE_CHECKING:
     from .app import Gateway
     from .asgi import Metadata, Receive, Scope, Send
-    from .errors import HttpError
     from .observe import Exchange
     from .options import HeaderPolicy
     from .routing import Route

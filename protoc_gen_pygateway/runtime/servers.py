@@ -16,6 +16,7 @@ from typing import Any
 
 from .asgi import Receive, Scope, Send
 from .errors import error_body
+from .observe import new_request_id
 from .serve import GatewayApp, with_openapi
 from .serve_ops import drain, drain_first
 
@@ -88,9 +89,12 @@ def _uvicorn_http(websocket: bool) -> tuple[Any, str]:
                     if line_too_long
                     else "request head over 16 KiB or 100 header fields"
                 )
-                body = error_body(8, f"{what} (the HTTP server's limit)")
+                # A new request id (the head that would carry one is what was refused), as for any error.
+                request_id = new_request_id()
+                body = error_body(8, f"{what} (the HTTP server's limit)", request_id=request_id)
                 headers = [
                     (b"content-type", b"application/json"),
+                    (b"x-request-id", request_id.encode("ascii")),
                     (b"content-length", str(len(body)).encode("ascii")),
                     (b"connection", b"close"),
                 ]

@@ -237,7 +237,7 @@ class _Pool:
         try:
             try:
                 await asyncio.wait_for(self._open(conn, address), self._opts.connect_timeout)
-            except asyncio.TimeoutError:
+            except asyncio.TimeoutError:  # noqa: UP041, RUF100 - 3.10: not the builtin TimeoutError
                 raise ConnectionError(
                     f"connection attempt timed out after {self._opts.connect_timeout:g}s"
                 ) from None
