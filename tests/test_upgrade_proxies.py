@@ -159,10 +159,10 @@ FORWARDED: dict[str, dict[str, str]] = {
 #: One short verdict per proxy for the docs.
 PROXY_VERDICTS: dict[str, str] = {
     "nginx-fixed": (
-        "**fine** once section 2 lands: every plain request reaches the gateway with `Connection: upgrade` "
-        "(harmless to it), the client's `Upgrade` is passed on, and `X-Accel-Buffering: no` on the "
-        "gateway's streams turns nginx's default buffering off for them; today the keyless `Upgrade: "
-        "websocket` cells get granian's 400 (‡)."
+        "**fine**: every plain request reaches the gateway with `Connection: upgrade` (harmless to it), "
+        "the client's `Upgrade` is passed on, and `X-Accel-Buffering: no` on the gateway's streams turns "
+        "nginx's default buffering off for them; keyless `Upgrade: websocket` requests are served as "
+        "plain HTTP by the default."
     ),
     "haproxy": (
         "**use with `option http-no-delay`**: as commonly configured, HAProxy holds each stream message "
@@ -176,17 +176,15 @@ PROXY_VERDICTS: dict[str, str] = {
         "(not configurable, not the gateway's)."
     ),
     "caddy": (
-        "**fine** once section 2 lands: streams flushed as they come, `Upgrade: h2c` passed on as "
-        "`Connection: Upgrade` (harmless to the gateway); today the keyless `Upgrade: websocket` cells get "
-        "granian's 400 (‡)."
+        "**fine**: streams flushed as they come, `Upgrade: h2c` passed on as `Connection: Upgrade` "
+        "(harmless to the gateway); keyless `Upgrade: websocket` requests served as plain HTTP."
     ),
     "apache": (
-        "**fine** once section 2 lands: mod_proxy_http passes only the WebSocket upgrade it is told and "
-        "flushes streams as they come; today the keyless `Upgrade: websocket` cells get granian's 400 and "
-        "Apache closes the client connection (‡)."
+        "**fine**: mod_proxy_http passes only the WebSocket upgrade it is told and flushes streams as "
+        "they come; keyless `Upgrade: websocket` requests served as plain HTTP."
     ),
     "apache-wstunnel": (
-        "**fine** once section 2 lands: the same cells as `apache` (since httpd 2.4.47 mod_proxy_wstunnel "
+        "**fine**: the same cells as `apache` (since httpd 2.4.47 mod_proxy_wstunnel "
         "leaves `ws://` to mod_proxy_http's upgrade handling: `ProxyWebsocketFallbackToProxyHttp` is on "
         "by default)."
     ),
@@ -395,10 +393,9 @@ def render_proxy_sections() -> str:
         "proxy and gateway (`tests/proxies.py`, `tests/test_upgrade_proxies.py`). *Reached the gateway*: the "
         "`Connection` (C), `Upgrade` (U) and `HTTP2-Settings` (S) headers of the request the proxy sent "
         "(`-` none of them, `none` the proxy answered by itself). *Client got*: the outcome tokens above. "
-        f"A cell marked ‡ is the known open item of issue 16 section 2 ({SECTION2}): the suite counts it "
-        "as an expected failure while it shows exactly that outcome; the *must be* column is what it must "
-        "become, measured through the same proxy in front of `default-no-ws` (which already serves such "
-        "requests as plain HTTP). A cell marked † has each stream message held back up to 200 ms by the "
+        "Keyless `Upgrade: websocket` cells were the open item of issue 16 section 2 until the default "
+        "became uvicorn with the gateway's HTTP protocol (docs/serving.md): every cell now passes. A cell "
+        "marked † has each stream message held back up to 200 ms by the "
         "proxy: `buffered` when the messages fall within one hold, as 5 lines 40 ms apart usually do "
         "(measured on a slower stream by `test_haproxy_holds_stream_messages`).\n",
     ]
