@@ -28,7 +28,7 @@ from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from .asgi import _JSON
 from .errors import error_body
-from .metadata import _VALID_KEY
+from .metadata import _VALID_KEY, HOP_BY_HOP
 from .observe import request_id_of
 from .routing import _split_path
 
@@ -42,22 +42,7 @@ if TYPE_CHECKING:
 #: a preflight, e.g. `Content-Type: application/json`) and the headers the gateway reads itself.
 _ALWAYS_ALLOWED = frozenset({"accept", "accept-language", "content-language", "content-type", "grpc-timeout"})
 #: Never allowed, whatever the configuration (browsers do not let scripts set most of them anyway).
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "http2-settings",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
+_HOP_BY_HOP = HOP_BY_HOP | {"host"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

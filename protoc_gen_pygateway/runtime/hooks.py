@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .asgi import _JSON, logger
 from .errors import _pairs
-from .metadata import _PRINTABLE, _VALID_KEY, response_metadata_headers
+from .metadata import _PRINTABLE, _VALID_KEY, HOP_BY_HOP, response_metadata_headers
 
 if TYPE_CHECKING:
     import grpc.aio
@@ -94,21 +94,7 @@ ForwardResponseHook = Callable[["Request", ForwardResponse], "Awaitable[None] | 
 ROUTING_STATUSES = frozenset({404, 405, 415})
 
 #: Never sent by a hook: RFC 9110 §7.6.1 hop-by-hop headers and the framing the gateway computes.
-_NEVER_SENT = frozenset(
-    {
-        "connection",
-        "content-length",
-        "http2-settings",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+_NEVER_SENT = HOP_BY_HOP
 #: An HTTP field name (RFC 9110 §5.6.2 token).
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _HEADER_VALUE = re.compile(rb"^[^\r\n\0]*$")

@@ -18,6 +18,23 @@ if TYPE_CHECKING:
     from .request import Request
 
 
+#: RFC 9110 §7.6.1 hop-by-hop headers, HTTP2-Settings and Content-Length (framing the server computes):
+#: never sent by a hook nor allowed by CORS, whatever the configuration.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "content-length",
+        "http2-settings",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 #: A metadata key gRPC accepts; `-bin` alone is no binary key (gRPC needs a name before the suffix).
 _VALID_KEY = re.compile(r"^(?!-bin$)[0-9a-z._-]+$")
 
