@@ -80,7 +80,9 @@ def test_metrics_exposition_names_labels_buckets() -> None:
     m.http("unmatched", "GET").record(404, 0.001)
     web = type("Rpc", (), {"path": "/shop.v1.ShopService/GetBook"})()  # hashed by identity, as RpcMethod
     m.rpc_http(web, "grpcweb", "POST").record(200, 0.002)
-    assert m.rpc_http(web, "grpcweb", "POST") is m.rpc_http(web, "grpcweb", "POST")  # cached per method
+    for protocol, method in (("grpcweb", "POST"), ("connect", "POST"), ("connect", "GET")):  # cached
+        assert m.rpc_http(web, protocol, method) is m.rpc_http(web, protocol, method)
+    assert m.rpc_http(web, "connect", "GET") is not m.rpc_http(web, "connect", "POST")
     m.rpc_http(web, "connect", "POST").record(200, 0.002)
     m.rpc_http(web, "connect", "GET").record(200, 0.002)
     m.rpc_http(web, "connect", "POST").record(404, 0.002)

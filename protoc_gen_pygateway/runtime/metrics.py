@@ -152,6 +152,7 @@ class Metrics:
         self._http_by_route: dict[Any, HttpStats] = {}
         #: gRPC-Web and Connect POSTs, by protocol, then by rpc.RpcMethod (identity).
         self._http_by_rpc: dict[str, dict[Any, HttpStats]] = {p: {} for p in SERVED_PROTOCOLS[1:]}
+        self._connect_get_by_rpc: dict[Any, HttpStats] = {}  # Connect's GETs
         self.streams_open = dict.fromkeys(PROTOCOLS, 0)
         self.streams_ended: dict[tuple[str, str], int] = {}
         self.registry = registry
@@ -189,11 +190,14 @@ class Metrics:
         return stats
 
     def rpc_http(self, rpc: Any, protocol: str, method: str) -> HttpStats:
-        """The stats of an rpc.RpcMethod served as `protocol` (grpcweb, connect), route its path: POSTs
-        by identity (two dict lookups), Connect's GETs by labels."""
-        if method != "POST":
+        """The stats of an rpc.RpcMethod served as `protocol` (grpcweb, connect), route its path: looked
+        up by the method's identity (two dict lookups, no label tuple built per request)."""
+        if method == "POST":
+            by_rpc = self._http_by_rpc[protocol]
+        elif method == "GET" and protocol == "connect":
+            by_rpc = self._connect_get_by_rpc
+        else:  # not dispatched to these protocols today
             return self.http(rpc.path, method, protocol)
-        by_rpc = self._http_by_rpc[protocol]
         stats = by_rpc.get(rpc)
         if stats is None:
             stats = by_rpc[rpc] = self.http(rpc.path, method, protocol)
