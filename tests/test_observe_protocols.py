@@ -50,7 +50,7 @@ RPC_WATCH = "/shop.v1.FeedService/Watch"
 DUNE = "shelves/fiction/books/dune"
 NOWHERE = "shelves/fiction/books/missing"
 REQUEST_INFO = "google.rpc.RequestInfo"
-STREAMS = ("ndjson", "sse", "websocket", "grpcweb", "connect")
+STREAMS = ("ndjson", "sse", "websocket", "httpbody", "grpcweb", "connect")
 
 
 def pb2(name: str) -> Any:
@@ -423,7 +423,7 @@ def test_streams_refused_by_a_shutdown_are_counted(gen_dir: Path, backend: Any) 
 
     # open and ended + refused: ndjson 1 + 2 (watch, upload), sse 1, grpcweb 1 + 1, connect 1 + 1, ws 1
     assert {p: ended(p, "shutdown") for p in STREAMS} == {
-        "ndjson": 3, "sse": 1, "websocket": 1, "grpcweb": 2, "connect": 2,
+        "ndjson": 3, "sse": 1, "websocket": 1, "httpbody": 0, "grpcweb": 2, "connect": 2,
     }  # fmt: skip
     assert all(
         ended(p, o) == 0 for p in STREAMS for o in ("ok", "upstream_error", "client_gone", "bad_request")
@@ -483,3 +483,73 @@ def test_granian_drops_the_websocket_handshake_headers(gen_dir: Path, backend: A
         assert info["requestId"] == "g-2"
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------ google.api.HttpBody calls and streams
+
+
+def test_http_body_calls_and_raw_streams_are_observed(tmp_path_factory: Any) -> None:
+    """HttpBody replies and raw HttpBody server streams: the upstream calls in grpc_client_*, the streams
+    as `httpbody` with their outcomes, the request id in a raw stream's head and in the access log."""
+    import sys
+
+    from tests.parity_backend import ParityBackend
+    from tests.protoc_support import generate_tree
+    from tests.test_e2e_parity import PARAMETER, PARITY
+
+    gen = tmp_path_factory.mktemp("parity_observe")
+    generate_tree(gen, [PARITY], PARAMETER)
+    if str(gen) not in sys.path:
+        sys.path.insert(0, str(gen))
+    with ParityBackend() as backend:
+        server = Serve(gen, backend.target, gen / "serve.log", "default")
+        try:
+            before = scrape(server)
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                reply = client.get("/v1/files/f", params={"size": 10}, headers={"X-Request-ID": "hb-1"})
+                assert reply.status_code == 200 and reply.headers["x-request-id"] == "hb-1"
+                assert client.get("/v1/files/missing").status_code == 404
+                params = {"size": 1000, "chunk": 100}
+                with client.stream(
+                    "GET", "/v1/streams/s", params=params, headers={"X-Request-ID": "hb-2"}
+                ) as s:
+                    assert s.headers["x-request-id"] == "hb-2"  # in the head, before the first chunk
+                    assert len(b"".join(s.iter_bytes())) == 1000
+                failed = client.get("/v1/streams/s", params={"size": 10, "failAfter": -1})
+                assert failed.status_code == 404
+                with pytest.raises(httpx.RemoteProtocolError):  # cut after its first bytes
+                    client.get(
+                        "/v1/streams/s",
+                        params={"size": 400000, "chunk": 100000, "failAfter": 2},
+                        headers={"X-Request-ID": "hb-3"},
+                    )
+
+            def closed() -> bool:
+                return value(scrape(server), "pygateway_streams_open", protocol="httpbody") == 0
+
+            assert wait_until(closed, timeout=10)
+            after = scrape(server)
+
+            def delta(name: str, **labels: str) -> float:
+                return value(after, name, **labels) - value(before, name, **labels)
+
+            service = "parity.v1.ParityService"
+            download = {"grpc_type": "unary", "grpc_service": service, "grpc_method": "Download"}
+            assert delta("grpc_client_started_total", **download) == 2
+            assert delta("grpc_client_handled_total", **download, grpc_code="OK") == 1
+            assert delta("grpc_client_handled_total", **download, grpc_code="NotFound") == 1
+            stream = {"grpc_type": "server_stream", "grpc_service": service, "grpc_method": "DownloadStream"}
+            assert delta("grpc_client_started_total", **stream) == 3
+            assert delta("grpc_client_msg_received_total", **stream) >= 10 + 2
+            assert delta("grpc_client_handled_total", **stream, grpc_code="OK") == 1
+            assert delta("grpc_client_handled_total", **stream, grpc_code="NotFound") == 1
+            ended = "pygateway_streams_ended_total"
+            assert delta(ended, protocol="httpbody", outcome="ok") == 1
+            assert delta(ended, protocol="httpbody", outcome="upstream_error") == 2
+            line = access_line(server, "hb-2")
+            assert (line["protocol"], line["stream"], line["outcome"], line["response_messages"]) == (
+                "rest", "httpbody", "ok", 10,
+            )  # fmt: skip
+            assert access_line(server, "hb-3")["outcome"] == "upstream_error"
+        finally:
+            server.stop()

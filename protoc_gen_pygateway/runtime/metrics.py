@@ -25,7 +25,8 @@ HTTP side:
   `route` the matched template, e.g. `/v1/{name=shelves/*}`, for gRPC-Web and Connect the method's path
   `/pkg.Service/Method`, else `unmatched`; a WebSocket's status is 101 once accepted);
 - `pygateway_http_request_duration_seconds{route, method, protocol}` (histogram, the same buckets);
-- `pygateway_streams_open{protocol}` (gauge; `ndjson`, `sse`, `websocket`, `grpcweb`, `connect`);
+- `pygateway_streams_open{protocol}` (gauge; `ndjson`, `sse`, `websocket`, `httpbody`, `grpcweb`,
+  `connect`);
 - `pygateway_streams_ended_total{protocol, outcome}`: `ok`, `upstream_error`, `client_gone`, `shutdown`
   (also a new stream refused because a shutdown began), or `bad_request` (a malformed request message
   ended it).
@@ -82,8 +83,9 @@ GRPC_CODE_NAMES: tuple[str, ...] = (
 GRPC_TYPES = ("unary", "client_stream", "server_stream", "bidi_stream")
 #: The `protocol` label of pygateway_http_requests_total / _duration_seconds: what served the request.
 SERVED_PROTOCOLS = ("rest", "grpcweb", "connect")
-#: The `protocol` label of the stream metrics: REST's stream framings, gRPC-Web and Connect streams.
-PROTOCOLS = ("ndjson", "sse", "websocket", "grpcweb", "connect")
+#: The `protocol` label of the stream metrics: REST's stream framings (`httpbody`: a server stream of
+#: google.api.HttpBody written as one raw body), gRPC-Web and Connect streams.
+PROTOCOLS = ("ndjson", "sse", "websocket", "httpbody", "grpcweb", "connect")
 OUTCOMES = ("ok", "upstream_error", "client_gone", "shutdown", "bad_request")
 UNMATCHED = "unmatched"
 
