@@ -119,6 +119,11 @@ def test_error_json_with_details() -> None:
     assert error_details_pb2.ErrorInfo.FromString(value) == info
     assert item["debug"] == {"reason": "R", "domain": "d"}
     assert json.loads(connect.error_json(14, "")) == {"code": "unavailable"}
+    with_id = json.loads(connect.error_json(14, "", (), "order-42"))
+    [detail] = with_id["details"]
+    assert detail["type"] == "google.rpc.RequestInfo" and detail["debug"] == {"requestId": "order-42"}
+    value = base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))
+    assert error_details_pb2.RequestInfo.FromString(value).request_id == "order-42"
 
 
 def test_end_stream_and_trailers() -> None:
@@ -207,7 +212,9 @@ def test_errors_with_details(http: httpx.Client) -> None:
     assert response.headers["content-type"] == "application/json"
     data = response.json()
     assert data["code"] == "not_found" and data["message"] == "no such book"
-    [detail] = data["details"]
+    # The upstream's details, then the request id as a google.rpc.RequestInfo (as in REST's error bodies)
+    detail, info = data["details"]
+    assert info == connect.request_info_detail(response.headers["x-request-id"])
     assert detail["type"] == "google.rpc.ErrorInfo"
     assert detail["debug"]["reason"] == "BOOK_MISSING"
     value = base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4))
@@ -283,7 +290,8 @@ def test_server_stream_json_failing(http: httpx.Client) -> None:
     messages, end = parse_stream(response.content)
     assert [json.loads(m)["seq"] for m in messages] == ["0"]
     assert end["error"]["code"] == "unavailable" and end["error"]["message"] == "failed after 1 events"
-    assert end["error"]["details"][0]["type"] == "google.rpc.ErrorInfo"
+    assert [d["type"] for d in end["error"]["details"]] == ["google.rpc.ErrorInfo", "google.rpc.RequestInfo"]
+    assert end["error"]["details"][1]["debug"] == {"requestId": response.headers["x-request-id"]}
     assert end["metadata"] == {"x-feed-trailer": ["done"]}
     body = connect.envelope(0, b'{"shelf": "shelves/missing"}')
     response = http.post(WATCH, content=body, headers={"Content-Type": "application/connect+json"})

@@ -518,4 +518,8 @@ def test_shutdown_ends_open_streams(gen_dir: Path, backend: Any) -> None:
     finally:
         server.stop()
     assert b"grpc-status: 14\r\ngrpc-message: gateway shutting down" in received["grpcweb"]
-    assert b'{"error":{"code":"unavailable","message":"gateway shutting down"}}' in received["connect"]
+    assert (
+        b'{"error":{"code":"unavailable","message":"gateway shutting down","details":[{'
+        in received["connect"]
+    )
+    assert b'"debug":{"requestId":"' in received["connect"]  # google.rpc.RequestInfo: the request id

@@ -151,7 +151,8 @@ def test_request_id_through_nginx_on_errors_and_streams(served: Serve, nginx: Ng
     assert backend.recorder.last("Watch").metadata_values("x-request-id") == [rid]
     assert wait_until(lambda: any(f"request_id={rid}" in line for line in nginx.access_log()))
     line = access_line(served, rid)
-    assert (line["protocol"], line["outcome"], line["response_messages"]) == ("ndjson", "ok", 2)
+    assert (line["protocol"], line["stream"], line["outcome"]) == ("rest", "ndjson", "ok")
+    assert line["response_messages"] == 2
 
 
 def test_request_id_kept_generated_or_replaced(served: Serve, backend: Any) -> None:
@@ -319,14 +320,17 @@ def test_metrics_after_a_known_mix(served: Serve, backend: Any) -> None:
     assert delta("grpc_client_handled_total", **chat_labels, grpc_code="OK") == 1
 
     http = "pygateway_http_requests_total"
-    assert delta(http, route=BOOK_ROUTE, method="GET", status="200") == 3
-    assert delta(http, route=BOOK_ROUTE, method="GET", status="404") == 2
-    assert delta(http, route="unmatched", method="GET", status="404") == 1
-    assert delta(http, route=WATCH_ROUTE, method="GET", status="200") == 5  # the failing one failed after 1
-    assert delta(http, route=WATCH_ROUTE, method="GET", status="101") == 1  # WebSocket
-    assert delta(http, route="/v1/uploads", method="POST", status="200") == 1
-    assert delta(http, route="/v1/chat", method="POST", status="200") == 1
-    assert delta("pygateway_http_request_duration_seconds_count", route=BOOK_ROUTE, method="GET") == 5
+    assert delta(http, route=BOOK_ROUTE, method="GET", protocol="rest", status="200") == 3
+    assert delta(http, route=BOOK_ROUTE, method="GET", protocol="rest", status="404") == 2
+    assert delta(http, route="unmatched", method="GET", protocol="rest", status="404") == 1
+    assert (
+        delta(http, route=WATCH_ROUTE, method="GET", protocol="rest", status="200") == 5
+    )  # the failing one failed after 1
+    assert delta(http, route=WATCH_ROUTE, method="GET", protocol="rest", status="101") == 1  # WebSocket
+    assert delta(http, route="/v1/uploads", method="POST", protocol="rest", status="200") == 1
+    assert delta(http, route="/v1/chat", method="POST", protocol="rest", status="200") == 1
+    duration = "pygateway_http_request_duration_seconds_count"
+    assert delta(duration, route=BOOK_ROUTE, method="GET", protocol="rest") == 5
 
     ended = "pygateway_streams_ended_total"
     assert delta(ended, protocol="ndjson", outcome="ok") == 4  # 2 watches, upload, chat

@@ -167,6 +167,39 @@ def test_stream_span_and_routing_error_span(traced: Any) -> None:
     )
 
 
+def test_grpcweb_and_connect_spans(traced: Any, backend: Any) -> None:
+    """gRPC-Web and Connect calls get the same spans, named by the method's path, and the upstream gets
+    the client span's context."""
+    from protoc_gen_pygateway.runtime import connect, grpcweb
+
+    server, exporter, _ = traced
+    shop = importlib.import_module("shop.v1.shop_pb2")
+    feed = importlib.import_module("shop.v1.feed_pb2")
+    book = shop.GetBookRequest(name="shelves/fiction/books/dune").SerializeToString()
+    watch = feed.WatchRequest(shelf="shelves/fiction", count=2).SerializeToString()
+    traceparent = f"00-{TRACE_ID}-{PARENT_ID}-01"
+    for path, content_type, body, upstream in (
+        (
+            "/shop.v1.ShopService/GetBook",
+            "application/grpc-web+proto",
+            grpcweb.message_frame(book),
+            "GetBook",
+        ),
+        ("/shop.v1.ShopService/GetBook", "application/proto", book, "GetBook"),
+        ("/shop.v1.FeedService/Watch", "application/connect+proto", connect.envelope(0, watch), "Watch"),
+    ):
+        exporter.clear()
+        backend.reset()
+        headers = {"Content-Type": content_type, "traceparent": traceparent}
+        assert httpx.post(server.url + path, content=body, headers=headers, timeout=10).status_code == 200
+        client, root = sorted(spans_of(exporter, 2), key=lambda s: s.kind != SpanKind.CLIENT)
+        assert root.name == f"POST {path}" and root.attributes["http.route"] == path
+        assert f"{root.context.trace_id:032x}" == TRACE_ID
+        assert client.name == path[1:] and client.parent.span_id == root.context.span_id
+        [sent] = backend.recorder.last(upstream).metadata_values("traceparent")
+        assert sampled(sent, TRACE_ID, client.context.span_id)
+
+
 def test_metrics_served_from_the_users_app(traced: Any) -> None:
     server, _, _ = traced
     assert httpx.get(server.url + BOOK, timeout=10).status_code == 200

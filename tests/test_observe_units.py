@@ -78,6 +78,14 @@ def test_metrics_exposition_names_labels_buckets() -> None:
     rpc.handling.observe(11.0)  # beyond the last bound: +Inf only
     m.http("/v1/{name=shelves/*/books/*}", "GET").record(200, 0.003)
     m.http("unmatched", "GET").record(404, 0.001)
+    web = type("Rpc", (), {"path": "/shop.v1.ShopService/GetBook"})()  # hashed by identity, as RpcMethod
+    m.rpc_http(web, "grpcweb", "POST").record(200, 0.002)
+    for protocol, method in (("grpcweb", "POST"), ("connect", "POST"), ("connect", "GET")):  # cached
+        assert m.rpc_http(web, protocol, method) is m.rpc_http(web, protocol, method)
+    assert m.rpc_http(web, "connect", "GET") is not m.rpc_http(web, "connect", "POST")
+    m.rpc_http(web, "connect", "POST").record(200, 0.002)
+    m.rpc_http(web, "connect", "GET").record(200, 0.002)
+    m.rpc_http(web, "connect", "POST").record(404, 0.002)
     m.stream_opened("sse")
     m.stream_opened("ndjson")
     m.stream_ended("ndjson", "client_gone")
@@ -99,11 +107,38 @@ def test_metrics_exposition_names_labels_buckets() -> None:
     assert families["pygateway_http_requests"] == [
         (
             "pygateway_http_requests_total",
-            {"route": "/v1/{name=shelves/*/books/*}", "method": "GET", "status": "200"},
+            {"route": "/v1/{name=shelves/*/books/*}", "method": "GET", "protocol": "rest", "status": "200"},
             1.0,
         ),
-        ("pygateway_http_requests_total", {"route": "unmatched", "method": "GET", "status": "404"}, 1.0),
+        (
+            "pygateway_http_requests_total",
+            {"route": "unmatched", "method": "GET", "protocol": "rest", "status": "404"},
+            1.0,
+        ),
+        *(
+            (
+                "pygateway_http_requests_total",
+                {"route": web.path, "method": method, "protocol": protocol, "status": status},
+                1.0,
+            )
+            for method, protocol, status in (
+                ("POST", "grpcweb", "200"),
+                ("POST", "connect", "200"),
+                ("POST", "connect", "404"),
+                ("GET", "connect", "200"),
+            )
+        ),
     ]
+    durations = [s for s in families["pygateway_http_request_duration_seconds"] if s[0].endswith("_count")]
+    assert [(s[1]["route"], s[1]["method"], s[1]["protocol"], s[2]) for s in durations] == [
+        ("/v1/{name=shelves/*/books/*}", "GET", "rest", 1.0),
+        ("unmatched", "GET", "rest", 1.0),
+        (web.path, "POST", "grpcweb", 1.0),
+        (web.path, "POST", "connect", 2.0),
+        (web.path, "GET", "connect", 1.0),
+    ]
+    for protocol in ("ndjson", "sse", "websocket", "grpcweb", "connect"):  # every protocol from the start
+        assert any(s[1] == {"protocol": protocol} for s in families["pygateway_streams_open"])
     assert ("pygateway_streams_open", {"protocol": "sse"}, 1.0) in families["pygateway_streams_open"]
     assert ("pygateway_streams_open", {"protocol": "ndjson"}, 0.0) in families["pygateway_streams_open"]
     assert families["pygateway_streams_ended"] == [
@@ -137,9 +172,10 @@ def test_access_log_line() -> None:
         logger.propagate = True
     line = json.loads(stream.getvalue())
     assert list(line) == [
-        "time", "request_id", "method", "path", "route", "protocol", "status", "grpc_code", "outcome",
-        "duration_ms", "request_bytes", "response_bytes", "request_messages", "response_messages",
+        "time", "request_id", "method", "path", "route", "protocol", "stream", "status", "grpc_code",
+        "outcome", "duration_ms", "request_bytes", "response_bytes", "request_messages", "response_messages",
     ]  # fmt: skip
     assert line["request_id"] == "rid-1" and line["route"] == "/v1/{x}" and line["status"] == 200
-    assert line["grpc_code"] == 0 and line["protocol"] == "http" and line["outcome"] is None
+    assert line["grpc_code"] == 0 and line["protocol"] == "rest" and line["stream"] is None
+    assert line["outcome"] is None
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])

@@ -10,7 +10,8 @@ the request-independent machinery they call, one job per module:
 - `unary`, `streams` (NDJSON, SSE, client streams), `websocket`: the calls; `lifecycle`: graceful shutdown;
 - `httpbody`: google.api.HttpBody raw bodies (unary, raw server streams); `fieldmask`: PATCH masks filled
   from the body (allow_patch_feature);
-- `rpc`: gRPC-Web and Connect at `POST /pkg.Service/Method`; `rpcwire`: their metadata and framing;
+- `rpc`: gRPC-Web and Connect at `POST /pkg.Service/Method`; `rpcrelay`: their calls relayed;
+  `rpcwire`: their metadata and framing;
   `grpcweb`, `connect`: the wire formats;
 - `jsonstyle`, `jsonfast`, `values`, `query`: JSON bodies, the generated codecs' helpers, path and query
   values; `options`: `GatewayOptions` and `HeaderPolicy`;

@@ -4,12 +4,15 @@ Written to the `pygateway.access` logger at INFO (serve `--access-log` sends tha
 line each, nothing else on the line). Members, always in this order:
 
 `time` (UTC, RFC 3339 with milliseconds, when the exchange ended), `request_id`, `method`, `path`,
-`route` (the matched template, or null), `protocol` (`http`, or for streams `ndjson`, `sse`,
-`websocket`), `status` (HTTP status; 101 for an accepted WebSocket; 499 when nothing was answered because
-the client left), `grpc_code` (the gRPC code of the answer: the upstream's, or of the gateway's own
-refusal; null when none), `outcome` (streams: `ok`, `upstream_error`, `client_gone`, `shutdown`,
-`bad_request`; else null), `duration_ms`, `request_bytes` and `response_bytes` (bodies, or WebSocket
-message payloads), `request_messages` (sent upstream) and `response_messages` (relayed to the client).
+`route` (the matched template, for gRPC-Web and Connect the method's path `/pkg.Service/Method`, or
+null), `protocol` (what served it: `rest`, `grpcweb` (the -text variants too) or `connect`), `stream`
+(streams: `ndjson`, `sse`, `websocket`, `httpbody`, `grpcweb`, `connect`, as the stream metrics'
+`protocol` label; else null), `status` (HTTP status; 101 for an accepted WebSocket; 499 when nothing was
+answered because the client left), `grpc_code` (the gRPC code of the answer: the upstream's, or of the
+gateway's own refusal; null when none), `outcome` (streams: `ok`, `upstream_error`, `client_gone`,
+`shutdown`, `bad_request`; else null), `duration_ms`, `request_bytes` and `response_bytes` (bodies, or
+WebSocket message payloads), `request_messages` (sent upstream) and `response_messages` (relayed to the
+client).
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ class AccessLog:
             "method": exchange.method,
             "path": exchange.path,
             "route": exchange.route,
-            "protocol": exchange.protocol or "http",
+            "protocol": exchange.protocol,
+            "stream": exchange.stream,
             "status": exchange.status,
             "grpc_code": exchange.code,
             "outcome": exchange.outcome,

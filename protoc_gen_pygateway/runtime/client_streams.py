@@ -158,9 +158,11 @@ async def client_stream_call(
         metadata = await hooks.incoming(request, policy, metadata)
     if server_streaming and await _refuse_while_shutting_down(request):
         return
-    if request.gateway.shutting_down:
-        raise HttpError(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
     exchange = request.exchange
+    if request.gateway.shutting_down:
+        if exchange is not None:
+            exchange.stream_refused("ndjson")
+        raise HttpError(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
     if exchange is not None:
         exchange.call_started("bidi_stream" if server_streaming else "client_stream", metadata)
         if not server_streaming:  # bidi streams: opened by the relay, which knows the framing

@@ -220,14 +220,36 @@ def _unpadded(value: bytes) -> str:
     return base64.b64encode(value).rstrip(b"=").decode("ascii")
 
 
-def error_data(code: int, message: str, details: Sequence[Any] = ()) -> dict[str, Any]:
-    """Connect's Error: string code, message, details as {type, value (unpadded base64), debug}."""
+def error_data(
+    code: int, message: str, details: Sequence[Any] = (), request_id: str | None = None
+) -> dict[str, Any]:
+    """Connect's Error: string code, message, details as {type, value (unpadded base64), debug}; with
+    `request_id`, a `google.rpc.RequestInfo` detail last (as REST's error bodies carry it)."""
     data: dict[str, Any] = {"code": CODE_NAMES.get(code, "unknown")}
     if message:
         data["message"] = message
-    if details:
+    if details or request_id is not None:
         data["details"] = [_detail(d) for d in details]
+        if request_id is not None:
+            data["details"].append(request_info_detail(request_id))
     return data
+
+
+def request_info_detail(request_id: str) -> dict[str, Any]:
+    """`google.rpc.RequestInfo{request_id}` as a Connect error detail (its wire form written here: field
+    1, a string, so no error_details_pb2 import on this path)."""
+    raw = request_id.encode("utf-8")
+    value = b"\x0a" + _varint(len(raw)) + raw
+    return {"type": "google.rpc.RequestInfo", "value": _unpadded(value), "debug": {"requestId": request_id}}
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while number > 0x7F:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
 
 
 def _detail(detail: Any) -> dict[str, Any]:
@@ -243,8 +265,8 @@ def _detail(detail: Any) -> dict[str, Any]:
     return item
 
 
-def error_json(code: int, message: str, details: Sequence[Any] = ()) -> bytes:
-    return _dump(error_data(code, message, details))
+def error_json(code: int, message: str, details: Sequence[Any] = (), request_id: str | None = None) -> bytes:
+    return _dump(error_data(code, message, details, request_id))
 
 
 def metadata_data(pairs: Iterable[tuple[str, str | bytes]]) -> dict[str, list[str]]:

@@ -89,12 +89,21 @@ async def http_body_call(
     hooks = request.gateway.hooks
     if hooks is not None and hooks.incoming_metadata is not None:
         metadata = await hooks.incoming(request, policy, metadata)
+    exchange = request.exchange
+    if exchange is not None:
+        exchange.call_started("unary", metadata)
+        exchange.message_sent()
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     try:
         reply, initial, trailing = await _watch_disconnect(request, call)
     except grpc.aio.AioRpcError as err:
+        if exchange is not None:
+            exchange.call_ended(err.code().value[0])
         await request.send_rpc_error(err, policy, None)
         return
+    if exchange is not None:
+        exchange.message_received()
+        exchange.call_ended(0)
     body = select(reply)
     headers = [(b"content-type", _content_type(body)), *response_metadata_headers(policy, initial, trailing)]
     await request.send_response(200, bytes(body.data), headers)
@@ -112,8 +121,15 @@ async def http_body_stream_call(
     hooks = request.gateway.hooks
     if hooks is not None and hooks.incoming_metadata is not None:
         metadata = await hooks.incoming(request, policy, metadata)
+    exchange = request.exchange
     if request.gateway.shutting_down:
+        if exchange is not None:
+            exchange.stream_refused("httpbody")
         raise HttpError(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
+    if exchange is not None:
+        exchange.call_started("server_stream", metadata)
+        exchange.message_sent()
+        exchange.stream_opened("httpbody")
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
     try:
@@ -130,13 +146,19 @@ async def http_body_stream_call(
 async def _relay_raw(
     request: Request, call: Any, policy: HeaderPolicy, select: Callable[[Any], Any], stop: _Stop
 ) -> None:
+    exchange = request.exchange
     try:
         first = await call.read()
     except (grpc.aio.AioRpcError, asyncio.CancelledError) as err:
         if stop.fired:
+            if exchange is not None:
+                exchange.stream_ended("shutdown")
             raise HttpError(503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT) from None
         if isinstance(err, asyncio.CancelledError):
             raise
+        if exchange is not None:
+            exchange.call_ended(err.code().value[0])
+            exchange.stream_ended("upstream_error")
         await request.send_rpc_error(err, policy, None)
         return
     initial = await call.initial_metadata()
@@ -146,11 +168,17 @@ async def _relay_raw(
         *_STREAM_HEADERS,
         *response_metadata_headers(policy, initial or (), ()),
     ]
+    if request.request_id is not None:
+        headers.append((b"x-request-id", request.request_id.encode("latin-1")))
+    if exchange is not None:
+        exchange.status = 200
     request.started = True
     await request.send({"type": "http.response.start", "status": 200, "headers": headers})
     item = first
     try:
         while item is not _EOF:
+            if exchange is not None:
+                exchange.message_received()
             data = bytes(select(item).data)
             if data:  # an empty chunk would read as the end of the body to some servers
                 await request.send({"type": "http.response.body", "body": data, "more_body": True})
@@ -160,6 +188,10 @@ async def _relay_raw(
             raise  # the client went away (the watcher cancelled the call), or the server cancels us
         failed = isinstance(err, grpc.aio.AioRpcError)
         what = f"{err.code().name}: {err.details()}" if failed else _SHUTDOWN_TEXT  # type: ignore[union-attr]
+        if exchange is not None:
+            if failed:
+                exchange.call_ended(err.code().value[0])  # type: ignore[union-attr]
+            exchange.stream_ended("upstream_error" if failed else "shutdown")
         logger.warning(
             "HttpBody stream %s ended by %s after its response began: the response is cut off",
             request.scope.get("path"),
@@ -169,6 +201,9 @@ async def _relay_raw(
         # connection (granian, uvicorn, hypercorn measured), so the client sees an incomplete body,
         # never a complete-looking one.
         raise _CutOffError from None
+    if exchange is not None:
+        exchange.call_ended(0)
+        exchange.stream_ended("ok")
     await request.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -20,13 +20,16 @@ interceptors also count the read that reports the end of a stream, and a unary c
 
 HTTP side:
 
-- `pygateway_http_requests_total{route, method, status}`: every HTTP request and WebSocket exchange
-  (`route` is the matched template, e.g. `/v1/{name=shelves/*}`, or `unmatched`; a WebSocket's status is
-  101 once accepted);
-- `pygateway_http_request_duration_seconds{route, method}` (histogram, the same buckets);
-- `pygateway_streams_open{protocol}` (gauge; `ndjson`, `sse`, `websocket`);
-- `pygateway_streams_ended_total{protocol, outcome}`: `ok`, `upstream_error`, `client_gone`, `shutdown`,
-  or `bad_request` (a malformed request message ended it).
+- `pygateway_http_requests_total{route, method, protocol, status}`: every HTTP request and WebSocket
+  exchange (`protocol` is what served it: `rest`, `grpcweb` (the -text variants too) or `connect`;
+  `route` the matched template, e.g. `/v1/{name=shelves/*}`, for gRPC-Web and Connect the method's path
+  `/pkg.Service/Method`, else `unmatched`; a WebSocket's status is 101 once accepted);
+- `pygateway_http_request_duration_seconds{route, method, protocol}` (histogram, the same buckets);
+- `pygateway_streams_open{protocol}` (gauge; `ndjson`, `sse`, `websocket`, `httpbody`, `grpcweb`,
+  `connect`);
+- `pygateway_streams_ended_total{protocol, outcome}`: `ok`, `upstream_error`, `client_gone`, `shutdown`
+  (also a new stream refused because a shutdown began), or `bad_request` (a malformed request message
+  ended it).
 
 Why not prometheus_client's Counter/Histogram objects: their `labels()` lookup and per-value locks cost
 about 1.5 us per operation, and a request makes seven; here each request updates plain integers in a few
@@ -78,7 +81,11 @@ GRPC_CODE_NAMES: tuple[str, ...] = (
 )
 
 GRPC_TYPES = ("unary", "client_stream", "server_stream", "bidi_stream")
-PROTOCOLS = ("ndjson", "sse", "websocket")
+#: The `protocol` label of pygateway_http_requests_total / _duration_seconds: what served the request.
+SERVED_PROTOCOLS = ("rest", "grpcweb", "connect")
+#: The `protocol` label of the stream metrics: REST's stream framings (`httpbody`: a server stream of
+#: google.api.HttpBody written as one raw body), gRPC-Web and Connect streams.
+PROTOCOLS = ("ndjson", "sse", "websocket", "httpbody", "grpcweb", "connect")
 OUTCOMES = ("ok", "upstream_error", "client_gone", "shutdown", "bad_request")
 UNMATCHED = "unmatched"
 
@@ -117,11 +124,11 @@ class RpcStats:
 
 
 class HttpStats:
-    """The counters of one route and HTTP method."""
+    """The counters of one route, HTTP method and protocol."""
 
     __slots__ = ("duration", "labels", "statuses")
 
-    def __init__(self, labels: tuple[str, str]) -> None:
+    def __init__(self, labels: tuple[str, str, str]) -> None:
         self.labels = labels
         self.statuses: dict[int, int] = {}
         self.duration = _Histogram()
@@ -142,9 +149,12 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         self._rpc: dict[tuple[str, str], RpcStats] = {}
-        self._http: dict[tuple[str, str], HttpStats] = {}
+        self._http: dict[tuple[str, str, str], HttpStats] = {}
         self._rpc_by_name: dict[str, RpcStats] = {}
         self._http_by_route: dict[Any, HttpStats] = {}
+        #: gRPC-Web and Connect POSTs, by protocol, then by rpc.RpcMethod (identity).
+        self._http_by_rpc: dict[str, dict[Any, HttpStats]] = {p: {} for p in SERVED_PROTOCOLS[1:]}
+        self._connect_get_by_rpc: dict[Any, HttpStats] = {}  # Connect's GETs
         self.streams_open = dict.fromkeys(PROTOCOLS, 0)
         self.streams_ended: dict[tuple[str, str], int] = {}
         self.registry = registry
@@ -167,8 +177,8 @@ class Metrics:
             stats = self._rpc[key] = RpcStats((grpc_type, service, method))
         return stats
 
-    def http(self, route: str, method: str) -> HttpStats:
-        key = (route, method)
+    def http(self, route: str, method: str, protocol: str = "rest") -> HttpStats:
+        key = (route, method, protocol)
         stats = self._http.get(key)
         if stats is None:
             stats = self._http[key] = HttpStats(key)
@@ -179,6 +189,20 @@ class Metrics:
         stats = self._http_by_route.get(route)
         if stats is None:
             stats = self._http_by_route[route] = self.http(route.template, route.method)
+        return stats
+
+    def rpc_http(self, rpc: Any, protocol: str, method: str) -> HttpStats:
+        """The stats of an rpc.RpcMethod served as `protocol` (grpcweb, connect), route its path: looked
+        up by the method's identity (two dict lookups, no label tuple built per request)."""
+        if method == "POST":
+            by_rpc = self._http_by_rpc[protocol]
+        elif method == "GET" and protocol == "connect":
+            by_rpc = self._connect_get_by_rpc
+        else:  # not dispatched to these protocols today
+            return self.http(rpc.path, method, protocol)
+        stats = by_rpc.get(rpc)
+        if stats is None:
+            stats = by_rpc[rpc] = self.http(rpc.path, method, protocol)
         return stats
 
     def stream_opened(self, protocol: str) -> None:
@@ -230,13 +254,14 @@ class Metrics:
 
         requests = CounterMetricFamily(
             "pygateway_http_requests",
-            "HTTP requests (and WebSocket exchanges) answered by the gateway, by route, method and status.",
-            labels=["route", "method", "status"],
+            "HTTP requests (and WebSocket exchanges) answered by the gateway, by route, method, protocol "
+            "and status.",
+            labels=["route", "method", "protocol", "status"],
         )
         duration = HistogramMetricFamily(
             "pygateway_http_request_duration_seconds",
             "Time from a request's arrival to its last response byte (streams: to their end).",
-            labels=["route", "method"],
+            labels=["route", "method", "protocol"],
         )
         for http in list(self._http.values()):
             for status, count in sorted(http.statuses.items()):

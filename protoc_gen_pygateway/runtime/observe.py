@@ -126,14 +126,15 @@ class Exchange:
     # Class attributes as the defaults, no __slots__: a request sets only what it changes. Metrics of a
     # unary call are applied at once in `finish` (one pass, few lookups), those of streams as they happen
     # (bench.inprocess --metrics measures the cost).
-    route: str | None = None  # the matched template
-    matched: Any = None  # the matched routing.Route
+    route: str | None = None  # the matched template (gRPC-Web and Connect: the `/pkg.Service/Method` path)
+    matched: Any = None  # the matched routing.Route (gRPC-Web and Connect: the rpc.RpcMethod)
+    protocol = "rest"  # what served it: rest, grpcweb or connect
     rpc_name = ""  # the route's method, "pkg.Service.Method"
     grpc_type = ""
     status = 0
     code: int | None = None  # the gRPC code of the answer (the upstream's or the gateway's own)
     rpc_code = -1  # the upstream call's final code, -1 until it ended
-    protocol: str | None = None  # set for streams: ndjson, sse, websocket
+    stream: str | None = None  # set for streams: ndjson, sse, websocket, grpcweb, connect
     outcome: str | None = None
     request_bytes = 0  # counted only with the access log on (`counting`)
     response_bytes = 0
@@ -205,6 +206,15 @@ class Exchange:
         if self.span is not None:
             self.observers.tracing.routed(self.span, self.method, route.template)  # type: ignore[union-attr]
 
+    def rpc_routed(self, rpc: Any, protocol: str) -> None:
+        """The request is served as gRPC-Web or Connect (`protocol`) for `rpc` (an rpc.RpcMethod)."""
+        self.matched = rpc
+        self.route = rpc.path
+        self.rpc_name = rpc.name
+        self.protocol = protocol
+        if self.span is not None:
+            self.observers.tracing.routed(self.span, self.method, rpc.path)  # type: ignore[union-attr]
+
     def call_started(self, grpc_type: str, metadata: list[tuple[str, str | bytes]]) -> None:
         """The route's upstream call is about to start with `metadata` (with tracing on, the request's
         trace context in it is replaced by the upstream span's)."""
@@ -225,7 +235,7 @@ class Exchange:
 
     def message_received(self) -> None:
         """One reply message came from the upstream call."""
-        if self.protocol != "websocket" or not self.counting:  # else counted by `send`
+        if self.stream != "websocket" or not self.counting:  # else counted by `send`
             self.response_messages += 1
         if self.rpc is not None:
             self.rpc.received += 1
@@ -242,10 +252,16 @@ class Exchange:
             self.observers.tracing.end_client(self.upstream_span, code)  # type: ignore[union-attr]
             self.upstream_span = None
 
-    def stream_opened(self, protocol: str) -> None:
-        self.protocol = protocol
+    def stream_opened(self, stream: str) -> None:
+        self.stream = stream
         if self.metrics is not None:
-            self.metrics.stream_opened(protocol)
+            self.metrics.stream_opened(stream)
+
+    def stream_refused(self, stream: str) -> None:
+        """A new stream refused because a graceful shutdown began: counted as a stream that ended with
+        outcome `shutdown` (what its client sees: UNAVAILABLE "gateway shutting down")."""
+        self.stream_opened(stream)
+        self.stream_ended("shutdown")
 
     def stream_ended(self, outcome: str) -> None:
         """How the stream ended (the first report wins)."""
@@ -261,7 +277,7 @@ class Exchange:
         """The exchange is over: close what is open and report it."""
         if self.rpc_started > 0 and self.rpc_code < 0:  # never reported as ended: cut short
             self.call_ended(1)  # CANCELLED
-        if self.protocol is not None and self.outcome is None:
+        if self.stream is not None and self.outcome is None:
             self.outcome = "client_gone"  # cut short without a report: the handler was cancelled
         if not self.status:
             self.status = 499  # nothing was answered: the client closed the request (nginx's code)
@@ -277,11 +293,13 @@ class Exchange:
                     rpc.received += self.response_messages
                 rpc.handled[self.rpc_code] += 1
                 rpc.handling.observe(self.rpc_ended - self.rpc_started)
-            if self.protocol is not None:
-                metrics.stream_ended(self.protocol, self.outcome or "ok")
+            if self.stream is not None:
+                metrics.stream_ended(self.stream, self.outcome or "ok")
             route = self.matched
+            if self.protocol != "rest":  # gRPC-Web, Connect: by the method's path (Connect GET aside)
+                http = metrics.rpc_http(route, self.protocol, self.method)
             # A WebSocket exchange is counted under GET (its handshake), whatever the route's own method.
-            if route is not None and route.method == self.method:
+            elif route is not None and route.method == self.method:
                 http = metrics.route_http(route)
             else:
                 http = metrics.http(self.route or "unmatched", self.method)

@@ -26,7 +26,6 @@ with them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +35,8 @@ from google.protobuf import message
 from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from . import connect, grpcweb
-from .errors import ClientDisconnectedError, HttpError, _pairs, bad_request
-from .lifecycle import _SHUTDOWN_TEXT, _Stop
+from .errors import HttpError, _pairs, bad_request
+from .rpcrelay import _call, _started
 from .rpcwire import (
     _ConnectFraming,
     _Failure,
@@ -47,7 +46,6 @@ from .rpcwire import (
     rpc_metadata,
     trailer_metadata,
 )
-from .streams import _EOF, _cancel_on_disconnect
 
 if TYPE_CHECKING:
     from .asgi import Metadata
@@ -197,6 +195,8 @@ async def _drain(request: Request) -> None:
 
 async def grpcweb_call(request: Request, rpc: RpcMethod) -> None:
     """A gRPC-Web call: unary or server streaming; client and bidi streaming are refused."""
+    if request.exchange is not None:
+        request.exchange.rpc_routed(rpc, "grpcweb")
     raw = request.header(b"content-type") or b""
     fmt = grpcweb.parse_content_type(raw.decode("latin-1"))
     assert fmt is not None
@@ -234,6 +234,8 @@ async def grpcweb_call(request: Request, rpc: RpcMethod) -> None:
 async def _web_trailers_only(request: Request, framing: _Framing, rpc: RpcMethod, failure: _Failure) -> None:
     """An error before any message: gRPC-Web's trailers-only response, the status in the headers."""
     assert isinstance(framing, _WebFraming)
+    if request.exchange is not None:
+        request.exchange.answered(failure.code)
     headers = [
         (b"content-type", framing.content_type),
         *header_metadata(rpc.policy, failure.initial),
@@ -253,6 +255,8 @@ def _connect_timeout(request: Request, timeout: float | None) -> float | None:
 
 async def connect_unary_call(request: Request, rpc: RpcMethod) -> None:
     """Connect unary over POST: a bare message body, the reply as the body, errors as Connect JSON."""
+    if request.exchange is not None:
+        request.exchange.rpc_routed(rpc, "connect")
     raw = request.header(b"content-type") or b""
     fmt = connect.parse_content_type(raw.decode("latin-1"))
     assert fmt is not None
@@ -284,6 +288,8 @@ async def connect_unary_call(request: Request, rpc: RpcMethod) -> None:
 
 async def connect_get_call(request: Request, rpc: RpcMethod) -> None:
     """Connect unary over GET (side-effect-free methods): the message in the query."""
+    if request.exchange is not None:
+        request.exchange.rpc_routed(rpc, "connect")
     try:
         got = connect.parse_get_query(request.scope.get("query_string", b""))
         metadata, timeout = rpc_metadata(request, rpc.policy)
@@ -301,14 +307,20 @@ async def connect_get_call(request: Request, rpc: RpcMethod) -> None:
 async def _connect_unary(
     request: Request, rpc: RpcMethod, codec: str, payload: bytes, metadata: Metadata, timeout: float | None
 ) -> None:
+    exchange = _started(request, "unary", metadata)
     call = rpc.raw(payload, metadata=tuple(metadata), timeout=timeout)
     try:
         reply = await call
         initial = await call.initial_metadata()
         trailing = await call.trailing_metadata()
     except grpc.aio.AioRpcError as err:
+        if exchange is not None:
+            exchange.call_ended(err.code().value[0])
         await _connect_error(request, rpc, _Failure.of_rpc(err))
         return
+    if exchange is not None:
+        exchange.message_received()
+        exchange.call_ended(0)
     try:
         body = rpc.reply_bytes(reply, codec)
     except Exception:  # noqa: BLE001 - a reply this module cannot print as JSON (e.g. an Any of an unknown type)
@@ -326,19 +338,22 @@ async def _connect_unary(
 
 async def _connect_error(request: Request, rpc: RpcMethod, failure: _Failure) -> None:
     status = failure.http_status or connect.HTTP_STATUS.get(failure.code, 500)
+    if request.exchange is not None:
+        request.exchange.answered(failure.code)
     headers = [
         (b"content-type", b"application/json"),
         *header_metadata(rpc.policy, failure.initial),
         *connect.trailer_headers(trailer_metadata(rpc.policy, failure.trailing)),
     ]
-    await request.send_response(
-        status, connect.error_json(failure.code, failure.message, failure.details), headers
-    )
+    body = connect.error_json(failure.code, failure.message, failure.details, request.request_id)
+    await request.send_response(status, body, headers)
 
 
 async def connect_stream_call(request: Request, rpc: RpcMethod) -> None:
     """A Connect server stream (enveloped request and replies, the end-stream message last); client and
     bidi streams are refused with `unimplemented`."""
+    if request.exchange is not None:
+        request.exchange.rpc_routed(rpc, "connect")
     raw = request.header(b"content-type") or b""
     fmt = connect.parse_content_type(raw.decode("latin-1"))
     assert fmt is not None
@@ -381,110 +396,8 @@ async def _connect_stream_refusal(
     request: Request, framing: _Framing, rpc: RpcMethod, failure: _Failure
 ) -> None:
     """A Connect stream failing before any message: 200, then only the end-stream message."""
+    if request.exchange is not None:
+        request.exchange.answered(failure.code)
     headers = [(b"content-type", framing.content_type), *header_metadata(rpc.policy, failure.initial)]
-    body = framing.error(failure, trailer_metadata(rpc.policy, failure.trailing))
+    body = framing.error(failure, trailer_metadata(rpc.policy, failure.trailing), request.request_id)
     await request.send_response(200, body, headers)
-
-
-# ---------------------------------------------------------------------------------------------- the call
-
-Refusal = Callable[["Request", _Framing, RpcMethod, _Failure], Awaitable[None]]
-
-
-async def _call(
-    request: Request,
-    rpc: RpcMethod,
-    framing: _Framing,
-    payload: bytes,
-    codec: str,
-    metadata: Metadata,
-    timeout: float | None,
-    refuse: Refusal,
-) -> None:
-    """A unary or server-streaming call relayed in `framing`: each message flushed as it arrives, the
-    final status last. The client going away cancels the call; a gateway shutdown ends a stream with
-    UNAVAILABLE "gateway shutting down"."""
-    streaming = rpc.kind == "unary_stream"
-    if streaming and request.gateway.shutting_down:
-        await refuse(request, framing, rpc, _Failure(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT))
-        return
-    call = rpc.raw(payload, metadata=tuple(metadata), timeout=timeout)
-    if not streaming:
-        await _unary(request, rpc, framing, call, codec, refuse)
-        return
-    watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
-    try:
-        with _Stop(request.gateway, call.cancel) as stop:
-            await _relay(request, rpc, framing, call, codec, refuse, stop)
-    except asyncio.CancelledError:
-        if not watcher.done():
-            raise
-        raise ClientDisconnectedError from None
-    finally:
-        watcher.cancel()
-
-
-async def _unary(
-    request: Request, rpc: RpcMethod, framing: _Framing, call: Any, codec: str, refuse: Refusal
-) -> None:
-    try:
-        reply = await call
-        initial = await call.initial_metadata()
-        trailing = await call.trailing_metadata()
-    except grpc.aio.AioRpcError as err:
-        await refuse(request, framing, rpc, _Failure.of_rpc(err))
-        return
-    try:
-        data = rpc.reply_bytes(reply, codec)
-    except Exception:  # noqa: BLE001 - as above: a reply that cannot be printed is this call's INTERNAL
-        await refuse(
-            request,
-            framing,
-            rpc,
-            _Failure(code_pb2.INTERNAL, f"{rpc.name}: the reply cannot be printed as JSON"),
-        )
-        return
-    headers = [(b"content-type", framing.content_type), *header_metadata(rpc.policy, _pairs(initial))]
-    body = framing.message(data) + framing.end(trailer_metadata(rpc.policy, _pairs(trailing)))
-    await request.send_response(200, body, headers)
-
-
-async def _relay(
-    request: Request, rpc: RpcMethod, framing: _Framing, call: Any, codec: str, refuse: Refusal, stop: _Stop
-) -> None:
-    try:
-        first = await call.read()
-    except (grpc.aio.AioRpcError, asyncio.CancelledError) as err:
-        if stop.fired:
-            await refuse(request, framing, rpc, _Failure(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT))
-            return
-        if isinstance(err, asyncio.CancelledError):
-            raise
-        await refuse(request, framing, rpc, _Failure.of_rpc(err))
-        return
-    initial = await call.initial_metadata()
-    headers = [
-        (b"content-type", framing.content_type),
-        (b"cache-control", b"no-cache"),
-        (b"x-accel-buffering", b"no"),
-        *header_metadata(rpc.policy, _pairs(initial)),
-    ]
-    request.started = True
-    await request.send({"type": "http.response.start", "status": 200, "headers": headers})
-    final: bytes
-    try:
-        item = first
-        while item is not _EOF:
-            chunk = framing.message(rpc.reply_bytes(item, codec))
-            await request.send({"type": "http.response.body", "body": chunk, "more_body": True})
-            item = await call.read()
-        final = framing.end(trailer_metadata(rpc.policy, _pairs(await call.trailing_metadata())))
-    except (grpc.aio.AioRpcError, asyncio.CancelledError) as err:
-        if stop.fired:
-            final = framing.error(_Failure(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT), ())
-        elif isinstance(err, asyncio.CancelledError):
-            raise
-        else:
-            failure = _Failure.of_rpc(err)
-            final = framing.error(failure, trailer_metadata(rpc.policy, failure.trailing))
-    await request.send({"type": "http.response.body", "body": final, "more_body": False})

@@ -220,6 +220,8 @@ class _Framing:
     """How one protocol's stream frames messages and its final status."""
 
     content_type: bytes
+    #: The stream metrics' `protocol` label (and the access log's `stream`).
+    protocol: str
 
     def message(self, data: bytes) -> bytes:
         raise NotImplementedError
@@ -227,7 +229,11 @@ class _Framing:
     def end(self, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
         raise NotImplementedError
 
-    def error(self, failure: _Failure, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
+    def error(
+        self, failure: _Failure, trailing: Sequence[tuple[str, str | bytes]], request_id: str | None = None
+    ) -> bytes:
+        """The final status; Connect's carries `request_id` as a google.rpc.RequestInfo detail (gRPC-Web's
+        status details are the upstream's own, relayed as they are; its X-Request-ID is a header)."""
         raise NotImplementedError
 
     def refusal_headers(self, failure: _Failure) -> list[tuple[bytes, bytes]]:
@@ -236,6 +242,8 @@ class _Framing:
 
 
 class _WebFraming(_Framing):
+    protocol = "grpcweb"
+
     def __init__(self, fmt: grpcweb.WebFormat) -> None:
         self.content_type = fmt.content_type
         self.text = fmt.text
@@ -249,11 +257,15 @@ class _WebFraming(_Framing):
     def end(self, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
         return self._out(grpcweb.trailer_frame(0, "", None, trailing))
 
-    def error(self, failure: _Failure, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
+    def error(
+        self, failure: _Failure, trailing: Sequence[tuple[str, str | bytes]], request_id: str | None = None
+    ) -> bytes:
         return self._out(grpcweb.trailer_frame(failure.code, failure.message, failure.details_bin, trailing))
 
 
 class _ConnectFraming(_Framing):
+    protocol = "connect"
+
     def __init__(self, codec: str) -> None:
         self.content_type = connect.ConnectFormat(True, codec).content_type
 
@@ -263,6 +275,8 @@ class _ConnectFraming(_Framing):
     def end(self, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
         return connect.end_stream(None, connect.metadata_data(trailing))
 
-    def error(self, failure: _Failure, trailing: Sequence[tuple[str, str | bytes]]) -> bytes:
-        error = connect.error_data(failure.code, failure.message, failure.details)
+    def error(
+        self, failure: _Failure, trailing: Sequence[tuple[str, str | bytes]], request_id: str | None = None
+    ) -> bytes:
+        error = connect.error_data(failure.code, failure.message, failure.details, request_id)
         return connect.end_stream(error, connect.metadata_data(trailing))

@@ -297,8 +297,11 @@ async def _refuse_while_shutting_down(request: Request) -> bool:
     """Answer a new stream during a gateway shutdown with 503 "gateway shutting down" (True), else False."""
     if not request.gateway.shutting_down:
         return False
+    framing = _framing(request)
+    if request.exchange is not None:
+        request.exchange.stream_refused("sse" if framing is _SSE_FRAMING else "ndjson")
     status = _status_data(code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT, (), request.request_id)
-    await _stream_refusal(request, _framing(request), code_pb2.UNAVAILABLE, status)
+    await _stream_refusal(request, framing, code_pb2.UNAVAILABLE, status)
     return True
 
 

@@ -71,6 +71,8 @@ async def websocket_call(
         await _refuse(request, err.status, err.code, err.message)
         return
     if request.gateway.shutting_down:
+        if request.exchange is not None:
+            request.exchange.stream_refused("websocket")
         await _refuse(request, 503, code_pb2.UNAVAILABLE, _SHUTDOWN_TEXT)
         return
     await request.send({"type": "websocket.accept", "headers": _id_header(request)})
