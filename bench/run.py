@@ -29,8 +29,9 @@ loopback port:
 Measurements (from /proc, by PID; CPU = utime+stime of the gateway's whole process group, workers included):
   http      wrk -t1 -c32 --latency POST /v1/echo (anchors/echo_post.lua) and GET /v1/echo/abc on every
             gateway: a warm-up, then --runs runs of --duration s, every workload of every gateway once per
-            run, gateways in an order rotating per run (so ours-metrics, ours-native and ours-workers2 run
-            back to back with ours in the same machine state); medians, and each row's lowest and highest run.
+            run, gateways in an order rotating per run, ours, ours-metrics and ours-native as one block
+            (rotating within it too: the rows whose differences are read run back to back in every run);
+            medians, and each row's lowest and highest run.
   protocols the same loop, on ours and ours-native only: the Echo call as gRPC-Web (grpc-web+proto) and as
             Connect (application/proto, application/json) on POST /bench.v1.EchoService/Echo (issue 15;
             wrk scripts from bench/protocols.py posting a pre-built body), beside REST's POST.
@@ -408,6 +409,21 @@ def http_workloads(gw: Gateway, sections: set[str]) -> list[str]:
     return kinds + (list(PROTOCOLS) if "protocols" in sections and gw.key in PROTOCOL_GATEWAYS else [])
 
 
+# Rows whose differences are read (metrics on minus off, native against grpcio): back to back in every run,
+# in an order rotating within the group too, so a drift of the machine's speed hits all three alike.
+CLUSTER = ("ours", "ours-metrics", "ours-native")
+
+
+def run_order(gws: list[Gateway], r: int) -> list[Gateway]:
+    """Run r's order: CLUSTER's gateways as one block (rotated by r), the block and the other gateways
+    rotated by r."""
+    block = [g for g in gws if g.key in CLUSTER]
+    block = block[r % len(block) :] + block[: r % len(block)] if block else []
+    units = ([block] if block else []) + [[g] for g in gws if g.key not in CLUSTER]
+    units = units[r % len(units) :] + units[: r % len(units)]
+    return [g for unit in units for g in unit]
+
+
 def measure_http(
     gws: list[Gateway],
     upstream: int,
@@ -418,8 +434,8 @@ def measure_http(
     sections: set[str],
     lua: dict[str, Path],
 ) -> None:
-    """Every workload of every gateway once per run, gateways in a rotating order, so each figure and its
-    neighbours (ours and ours-metrics, ours and ours-native, 1 and 2 workers) share the machine's state."""
+    """Every workload of every gateway once per run, gateways in a rotating order (run_order: ours,
+    ours-metrics and ours-native back to back), so rows compared with each other share the machine's state."""
 
     def wrk(gw: Proc, seconds: int, workload: str) -> dict[str, Any]:
         path = {"POST": "/v1/echo", "GET": GET_PATH}.get(workload, "/")  # the protocols' scripts set wrk.path
@@ -437,7 +453,7 @@ def measure_http(
         for workload in plan[gw.key]:
             wrk(gw.proc, warmup, workload)
     for r in range(runs):
-        order = gws[r % len(gws) :] + gws[: r % len(gws)]
+        order = run_order(gws, r)
         for workload in ("POST", "GET", *PROTOCOLS):
             for gw in order:
                 proc = gw.proc
