@@ -47,7 +47,7 @@ the target column: issue 17's â‰¤ 2.0x Go (POST, GET, stream), RSS per stream â‰
 cheaper per request than ours, ours (grpcio) no worse than issue 17's "before" ratios.
 "other CPU" = machine busy time minus gateway, upstream and load generator: load from anything else (a
 noisy run when clearly above 0; slightly negative is /proc/stat's tick sampling).
-A full run (3 runs of 5 s, all gateways, Go backend) takes about 11 minutes; `--quick` about 3.
+A full run (3 runs of 5 s, all gateways, Go backend) takes about 11 minutes; `--quick` about 4.
 Output: a markdown table on stdout, bench/results/latest.md and latest.json; logs in .work/bench/logs.
 """
 
