@@ -56,8 +56,8 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) ## ours vs Go grpc-gateway + FastAPI/raw ASGI: CPU/req, streams, RSS, codegen (~6 min; BENCH_ARGS=--quick)
-	timeout 900 $(PY) -m bench.run $(BENCH_ARGS)
+bench: $(BENCH_STAMP) ## ours (+metrics, 2 workers, native, gRPC-Web/Connect) vs Go grpc-gateway + baselines: CPU/req, streams, RSS, codegen, targets (~11 min, stopped at 20; BENCH_ARGS=--quick: ~4 min)
+	timeout 1200 $(PY) -m bench.run $(BENCH_ARGS)
 
 bench-workers: $(BENCH_STAMP) ## the serve command with --workers 1 and 2 in one run: req/s, p99, CPU/req (~1 min)
 	timeout 600 $(PY) -m bench.workers $(BENCH_ARGS)

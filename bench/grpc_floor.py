@@ -1,6 +1,6 @@
 """The grpcio floor under a Python gateway: the client calls alone, no HTTP server and no gateway code.
 
-    python bench/grpc_floor.py GEN_DIR HOST:PORT   # prints one JSON object
+    python bench/grpc_floor.py GEN_DIR HOST:PORT [grpcio|native]   # prints one JSON object
 
 Against the same upstream as the gateways, in one process on uvloop when installed (as the serve command
 runs), CPU by `time.process_time()` (all threads, so grpc's poller thread is included), after a warm-up:
@@ -11,6 +11,10 @@ runs), CPU by `time.process_time()` (all threads, so grpc's poller thread is inc
 - `stream`: one Stream call of STREAM messages read with `await call.read()`;
 - `stream_sync`: the same with the synchronous API (`for msg in call`), which no faster per message.
 No gateway can go below these figures with grpcio; make bench prints them beside the gateways.
+
+With `native` the same calls go through the gateway's own client (pygateway_runtime.native.NativeChannel,
+from GEN_DIR: the copy the gateways run) in a process where grpcio never starts a channel (so none of its
+threads run): the native transport's floor. `stream_sync` is grpcio's only.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ CALLERS, CALLS, STREAM = 32, 300, 100_000
 
 def main() -> int:
     gen, addr = sys.argv[1], sys.argv[2]
+    transport = sys.argv[3] if len(sys.argv) > 3 else "grpcio"
     sys.path.insert(0, gen)
     import grpc
     from bench.v1 import bench_pb2  # type: ignore[import-not-found]
@@ -35,7 +40,12 @@ def main() -> int:
     result: dict[str, Any] = {}
 
     async def measure() -> None:
-        channel = grpc.aio.insecure_channel(addr)
+        if transport == "native":
+            from pygateway_runtime.native import NativeChannel  # type: ignore[import-not-found]
+
+            channel: Any = NativeChannel(addr)
+        else:
+            channel = grpc.aio.insecure_channel(addr)
         echo = channel.unary_unary(
             "/bench.v1.EchoService/Echo",
             request_serializer=bench_pb2.EchoRequest.SerializeToString,
@@ -80,6 +90,10 @@ def main() -> int:
     else:
         uvloop.run(measure())
         result["loop"] = "uvloop"
+    result["transport"] = transport
+    if transport == "native":
+        print(json.dumps(result))
+        return 0
     with grpc.insecure_channel(addr) as channel:
         sync_stream = channel.unary_stream(
             "/bench.v1.EchoService/Stream",
