@@ -59,19 +59,34 @@ async def unary_call(
     await request.send_response(200, encode(reply), headers)
 
 
+#: How long a unary call runs before a watcher task starts waiting for the client to leave. Most calls end
+#: sooner, and a task per request costs ~4.6 us of CPU against ~0.7 us for a timer (uvloop, measured):
+#: the client's departure is noticed at most this much later.
+WATCH_AFTER_S = 0.025
+
+
 async def _watch_disconnect(request: Request, call: Any) -> tuple[Any, Metadata, Metadata]:
     """The reply and metadata of a unary call, cancelling it upstream as soon as the HTTP client goes
-    away (as streams do): a watcher waits on the ASGI receive channel for `http.disconnect` meanwhile.
-    Raises ClientDisconnectedError then (nothing is answered), AioRpcError when the call fails."""
-    watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
+    away (as streams do): from WATCH_AFTER_S on, a watcher waits on the ASGI receive channel for
+    `http.disconnect`. Raises ClientDisconnectedError then (nothing is answered), AioRpcError when the
+    call fails."""
+    watcher: asyncio.Future[None] | None = None
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, watch)
     try:
         reply = await call
         initial = await call.initial_metadata()
         trailing = await call.trailing_metadata()
     except asyncio.CancelledError:
-        if not watcher.done():
+        if watcher is None or not watcher.done():
             raise  # the server cancels the handler (shutdown grace period over)
         raise ClientDisconnectedError from None
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
     return reply, list(initial or ()), list(trailing or ())
