@@ -107,6 +107,8 @@ def supervised(
     server = Supervised(gen_dir, backend.port, tmp_path / "serve.log", SERVERS[request.param])  # type: ignore[attr-defined]
     try:
         assert wait_until(server.ready, timeout=30), server.log.read_text()
+        if not server.shared:  # SO_REUSEPORT: a worker takes connections once it listens; wait for both
+            assert wait_until(lambda: len(server.pids(10)) == 2, timeout=30), server.log.read_text()
         yield server
     finally:
         server.stop()
