@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install generate demo test coverage soak bench lint typecheck golden fuzz clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,17 @@ generate: $(STAMP) ## generate the demo gateway (pb2 + gateway modules + OpenAPI
 demo: generate ## run the example backend + generated gateway, show real requests (DEMO_ARGS=--once to exit)
 	$(PY) -m demo.run --gen $(GEN) $(DEMO_ARGS)
 
-test: $(STAMP) ## run the whole test suite (unit, plugin, golden, end-to-end, lint of generated code)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+# Pass 1: everything with grpcio. Pass 2: the tests marked `gateway` (tests/gateway_marker.py: every test
+# that serves a generated gateway, marked automatically) with the native transport. Both always run.
+test: $(STAMP) ## the whole suite on the grpcio transport, then every test that serves a gateway again on native
+	@status=0; \
+	echo "== make test, pass 1 of 2: the whole suite, gRPC transport grpcio"; \
+	PYGATEWAY_TRANSPORT=grpcio $(PY) -m pytest -q $(PYTEST_ARGS) || status=$$?; \
+	echo "== make test, pass 2 of 2: the tests that serve a gateway (-m gateway), gRPC transport native"; \
+	PYGATEWAY_TRANSPORT=native $(PY) -m pytest -q -m gateway $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
+	exit $$status
 
-test-native: $(STAMP) ## the whole suite with every served gateway on the native gRPC transport (PYGATEWAY_TRANSPORT=native)
+test-native: $(STAMP) ## the whole suite (not only -m gateway) with every served gateway on native (PYGATEWAY_TRANSPORT=native)
 	PYGATEWAY_TRANSPORT=native $(PY) -m pytest -q $(PYTEST_ARGS)
 
 COVERAGE_DIR := $(CURDIR)/.coverage-data

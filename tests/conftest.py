@@ -10,13 +10,36 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.gateway_marker import MARKER_HELP, mark_gateway_tests
 from tests.protoc_support import generate_tree
 
 SHOP = ["shop/v1/shop.proto", "shop/v1/feed.proto"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_gateway_tests(items)
+
+
+def _transport_line() -> str:
+    value = os.environ.get("PYGATEWAY_TRANSPORT") or "grpcio"
+    return f"gRPC transport of the served gateways: {value} ($PYGATEWAY_TRANSPORT)"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _transport_line()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    terminalreporter.write_line(_transport_line())
 
 
 def free_port() -> int:

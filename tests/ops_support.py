@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +42,9 @@ class LazyApp:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if self.app is None:
-            self.channel = grpc.aio.insecure_channel(self.upstream)
+            # The transport of $PYGATEWAY_TRANSPORT (grpcio by default; `make test` runs these tests on both).
+            runtime = importlib.import_module("pygateway_runtime")
+            self.channel = runtime.open_channel(self.upstream)
             self.app = self.build(self.channel)
         await self.app(scope, receive, send)
 

@@ -231,6 +231,49 @@ def test_request_advertises_identity_and_sends_metadata_encoded() -> None:
     run(main())
 
 
+def test_metadata_never_overrides_framing_or_connection_headers() -> None:
+    """Keys the transport owns are dropped from a caller's metadata: a `content-length` there would frame
+    the request wrongly (RFC 9113 §8.1.1: a mismatch with the DATA is a malformed request), and the
+    connection-specific fields of RFC 9113 §8.2.2 are malformed in HTTP/2 altogether. (grpcio drops
+    `content-length`, `te` and `content-type` too; through the gateway these come from
+    `Grpc-Metadata-Content-Length` and the like.)"""
+    seen: dict[str, list[tuple[str, str]]] = {}
+    owned = [
+        ("content-length", "7"),
+        ("Content-Length", "F3Q"),
+        ("connection", "close"),
+        ("transfer-encoding", "chunked"),
+        ("keep-alive", "1"),
+        ("proxy-connection", "x"),
+        ("upgrade", "h2c"),
+        ("te", "gzip"),
+        ("content-type", "text/plain"),
+        ("host", "elsewhere"),
+    ]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int) -> None:
+        peer = H2Peer(reader, writer)
+        (sid,) = await peer.wait_request()
+        seen["headers"] = peer.headers[sid]
+        peer.respond(sid, [b"ok"])
+        await peer.next_events()
+
+    async def main() -> None:
+        async with FakeServer(handler) as server, NativeChannel(server.target) as channel:
+            call = channel.unary_unary("/pkg.Svc/Method")(b"x", timeout=5, metadata=[*owned, ("k", "v")])
+            assert await call == b"ok"
+        names = [name for name, _ in seen["headers"]]
+        assert "content-length" not in names
+        connection_specific = {"connection", "transfer-encoding", "keep-alive", "proxy-connection", "upgrade"}
+        assert not (connection_specific | {"host"}) & set(names)
+        headers = dict(seen["headers"])
+        assert names.count("te") == 1 and headers["te"] == "trailers"
+        assert names.count("content-type") == 1 and headers["content-type"] == "application/grpc"
+        assert headers["k"] == "v"
+
+    run(main())
+
+
 def test_continuation_flood_ends_the_connection() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, index: int) -> None:
         peer = H2Peer(reader, writer)

@@ -107,6 +107,8 @@ def supervised(
     server = Supervised(gen_dir, backend.port, tmp_path / "serve.log", SERVERS[request.param])  # type: ignore[attr-defined]
     try:
         assert wait_until(server.ready, timeout=30), server.log.read_text()
+        if not server.shared:  # SO_REUSEPORT: a worker takes connections once it listens; wait for both
+            assert wait_until(lambda: len(server.pids(10)) == 2, timeout=30), server.log.read_text()
         yield server
     finally:
         server.stop()
@@ -180,3 +182,42 @@ def test_bad_workers_value_is_a_usage_error(gen_dir: Path) -> None:
     )
     assert result.returncode == 2
     assert "--workers: N (at least 1) or auto, not '0'" in result.stderr
+
+
+SUPERVISE = """
+import signal, sys
+from protoc_gen_pygateway.runtime.workers import Supervisor
+worker = sys.argv[1]
+print("ready", flush=True)
+sys.exit(Supervisor(2, lambda index: [sys.executable, "-c", worker]).run())
+"""
+
+
+@pytest.mark.parametrize(
+    ("worker", "code"),
+    [
+        # Still starting (no handler installed yet: the default action of SIGTERM ends it): stopped as asked.
+        ("import os, time; os.write(1, b'worker\\n'); time.sleep(60)", 0),
+        # A worker that fails its own shutdown still makes the parent fail.
+        (
+            "import os, signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(3)); "
+            "os.write(1, b'worker\\n'); time.sleep(60)",
+            1,
+        ),
+    ],
+    ids=["killed-while-starting", "failed-shutdown"],
+)
+def test_sigterm_while_a_worker_is_still_starting(worker: str, code: int) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISE, worker], stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == b"ready\n"
+        # Both workers running (a handler installed first); they share our stdout, one write() each.
+        assert [parent.stdout.readline(), parent.stdout.readline()] == [b"worker\n"] * 2
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(20) == code
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()

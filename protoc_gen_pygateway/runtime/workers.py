@@ -104,6 +104,7 @@ class _Slot:
         self.backoff = BACKOFF_FIRST
         self.restart_at: float | None = None
         self.returncode: int | None = None
+        self.signalled = False  # sent SIGTERM by the parent's shutdown
 
 
 class Supervisor:
@@ -133,6 +134,7 @@ class Supervisor:
             if slot.process is not None and slot.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     slot.process.send_signal(signal.SIGTERM)
+                    slot.signalled = True
 
     def _reap(self, slot: _Slot, now: float) -> None:
         process = slot.process
@@ -183,7 +185,14 @@ class Supervisor:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        failed = [slot for slot in self.slots if slot.returncode not in (0, None)]
+        # A worker ended by the SIGTERM we sent (not by its handler: it was still starting, before the
+        # server installed its signal handlers, so it served nothing) stopped as asked.
+        stopped = (0, None)
+        failed = [
+            slot
+            for slot in self.slots
+            if slot.returncode not in stopped and not (slot.signalled and slot.returncode == -signal.SIGTERM)
+        ]
         return 1 if failed else 0
 
 

@@ -35,9 +35,12 @@ _NOT_METADATA = frozenset(
         "content-length",
     }
 )
-#: Request metadata keys the transport owns; a caller's value for them is dropped.
+#: Request metadata keys the transport owns; a caller's value for them is dropped. `content-length` is
+#: framing (RFC 9113 §8.1.1: one that does not match the DATA makes the request malformed; grpcio drops
+#: it too), the last five are connection-specific fields, malformed in HTTP/2 (RFC 9113 §8.2.2).
 _RESERVED = frozenset(
     {
+        "content-length",
         "content-type",
         "te",
         "grpc-timeout",
