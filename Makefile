@@ -30,14 +30,15 @@ generate: $(STAMP) ## generate the demo gateway (pb2 + gateway modules + OpenAPI
 demo: generate ## run the example backend + generated gateway, show real requests (DEMO_ARGS=--once to exit)
 	$(PY) -m demo.run --gen $(GEN) $(DEMO_ARGS)
 
-# Pass 1: everything with grpcio. Pass 2: the tests marked `gateway` (tests/gateway_marker.py: every test
-# that serves a generated gateway, marked automatically) with the native transport. Both always run.
-test: $(STAMP) ## the whole suite on the grpcio transport, then every test that serves a gateway again on native
+# Pass 1: everything with the native transport (the default). Pass 2: the tests marked `gateway`
+# (tests/gateway_marker.py: every test that serves a generated gateway, marked automatically) with grpcio.
+# Both always run.
+test: $(STAMP) ## the whole suite on the native transport (the default), then every test that serves a gateway again on grpcio
 	@status=0; \
-	echo "== make test, pass 1 of 2: the whole suite, gRPC transport grpcio"; \
-	PYGATEWAY_TRANSPORT=grpcio $(PY) -m pytest -q $(PYTEST_ARGS) || status=$$?; \
-	echo "== make test, pass 2 of 2: the tests that serve a gateway (-m gateway), gRPC transport native"; \
-	PYGATEWAY_TRANSPORT=native $(PY) -m pytest -q -m gateway $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
+	echo "== make test, pass 1 of 2: the whole suite, gRPC transport native"; \
+	PYGATEWAY_TRANSPORT=native $(PY) -m pytest -q $(PYTEST_ARGS) || status=$$?; \
+	echo "== make test, pass 2 of 2: the tests that serve a gateway (-m gateway), gRPC transport grpcio"; \
+	PYGATEWAY_TRANSPORT=grpcio $(PY) -m pytest -q -m gateway $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
 	exit $$status
 
 test-native: $(STAMP) ## the whole suite (not only -m gateway) with every served gateway on native (PYGATEWAY_TRANSPORT=native)

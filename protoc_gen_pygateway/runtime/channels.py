@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeAlias, final
+from typing import TYPE_CHECKING, Any, TypeAlias, final
 
 import grpc
 import grpc.aio
 
+from .transport import open_channel
+
+if TYPE_CHECKING:
+    from .options import GatewayOptions
+
 __all__ = ["ChannelSource", "LazyChannel", "upstream_channel"]
 
 ChannelSource: TypeAlias = "grpc.aio.Channel | str | Callable[[], grpc.aio.Channel]"
-"""What `create_app` takes: a channel, an upstream `host:port` (insecure channel), or a function
+"""What `create_app` takes: a channel, an upstream `host:port` (an insecure channel over
+`GatewayOptions.transport`: native when hpack is installed, else grpcio), or a function
 returning a channel (TLS, channel options), called in the serving loop."""
 
 
@@ -98,13 +104,16 @@ class _LazyCallable:
         return self._callable(*args, **kwargs)
 
 
-def upstream_channel(source: grpc.aio.Channel | str | Callable[[], grpc.aio.Channel]) -> grpc.aio.Channel:
-    """`source` itself when it is a channel; else a LazyChannel opening it in the serving loop."""
+def upstream_channel(
+    source: grpc.aio.Channel | str | Callable[[], grpc.aio.Channel], options: GatewayOptions | None = None
+) -> grpc.aio.Channel:
+    """`source` itself when it is a channel; else a LazyChannel opening it in the serving loop (a
+    "host:port" over `options.transport`, None: `default_transport()`)."""
     if isinstance(source, grpc.aio.Channel) or hasattr(source, "unary_unary"):
         return source  # type: ignore[return-value]  # a channel, or one by duck typing (a test double)
     if isinstance(source, str):
-        target = source
-        return LazyChannel(lambda: grpc.aio.insecure_channel(target))
+        target, transport = source, options.transport if options is not None else None
+        return LazyChannel(lambda: open_channel(target, transport))  # type: ignore[arg-type,return-value]
     if callable(source):
         return LazyChannel(source)
     raise TypeError(

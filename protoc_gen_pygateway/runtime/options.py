@@ -69,10 +69,11 @@ class GatewayOptions:
     #: `GET /healthz` (upstream grpc.health.v1 check) and `GET /readyz`; None: not served.
     health: HealthOptions | None = None
 
-    #: The gRPC transport of the app's channel (`open_channel(target, options.transport)`): "grpcio"
-    #: (grpc.aio) or "native" (runtime/native, HTTP/2 on the event loop). Recorded here for whoever builds
-    #: the channel; the app itself works with either channel.
-    transport: Literal["grpcio", "native"] = "grpcio"
+    #: The gRPC transport of the app's channel (`open_channel(target, options.transport)`): "native"
+    #: (runtime/native, HTTP/2 on the event loop; needs hpack) or "grpcio" (grpc.aio); None:
+    #: `default_transport()` ($PYGATEWAY_TRANSPORT, else native when hpack is installed, else grpcio).
+    #: Recorded here for whoever builds the channel; the app itself works with either channel.
+    transport: Literal["grpcio", "native"] | None = None
 
 
 @dataclass(frozen=True)

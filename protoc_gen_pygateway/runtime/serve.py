@@ -42,7 +42,7 @@ from .errors import error_body
 from .native.interface import Channel
 from .options import GatewayOptions
 from .serve_ops import add_ops_arguments, gateway_ops, ops_config
-from .transport import TRANSPORTS, default_transport, open_channel
+from .transport import TRANSPORTS, default_transport, native_available, open_channel
 from .workers import bind_listener, parse_workers, supervise
 
 
@@ -384,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         "--transport",
         choices=TRANSPORTS,
         default=default_transport(),
-        help="gRPC client: grpcio (grpc.aio) or native (HTTP/2 on the event loop; needs hpack); "
-        "default $PYGATEWAY_TRANSPORT, else grpcio",
+        help="gRPC client: native (HTTP/2 on the event loop; needs hpack) or grpcio (grpc.aio: for what "
+        "native does not do, e.g. compression, xDS); default $PYGATEWAY_TRANSPORT, else native when hpack "
+        "is installed, else grpcio",
     )
     parser.add_argument("--log-level", default=os.environ.get("PYGATEWAY_LOG_LEVEL", "info"))
     observe.serve_arguments(parser)  # --access-log, --metrics, --tracing
@@ -413,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             INSTALL["uvicorn"],
         )
     _check_pem(parser, args)
+    if args.transport == "native" and not native_available():
+        parser.error("--transport native needs the hpack package: pip install hpack (or --transport grpcio)")
     try:
         workers = parse_workers(args.workers)
     except ValueError:

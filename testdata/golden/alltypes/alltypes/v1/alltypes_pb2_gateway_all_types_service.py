@@ -1477,9 +1477,9 @@ class AllTypesServiceGateway:
 def create_app(channel: _rt.ChannelSource, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
     """The ASGI app serving alltypes.v1.AllTypesService's REST/JSON, gRPC-Web, Connect routes over `channel`: a
     grpc.aio channel, or, for an app built before the event loop runs (a module-level `app` for
-    `uvicorn module:app`), the upstream's "host:port" or a function returning a channel, opened in the
-    serving loop."""
-    upstream = _rt.upstream_channel(channel)
+    `uvicorn module:app`), the upstream's "host:port" (over `options.transport`) or a function returning
+    a channel, opened in the serving loop."""
+    upstream = _rt.upstream_channel(channel, options)
     gateway = AllTypesServiceGateway(upstream)
     return _rt.Gateway(
         gateway.routes(),

@@ -763,9 +763,9 @@ class ShopServiceGateway:
 def create_app(channel: _rt.ChannelSource, options: _rt.GatewayOptions | None = None) -> _rt.Gateway:
     """The ASGI app serving shop.v1.ShopService's gRPC-Web, Connect routes over `channel`: a
     grpc.aio channel, or, for an app built before the event loop runs (a module-level `app` for
-    `uvicorn module:app`), the upstream's "host:port" or a function returning a channel, opened in the
-    serving loop."""
-    upstream = _rt.upstream_channel(channel)
+    `uvicorn module:app`), the upstream's "host:port" (over `options.transport`) or a function returning
+    a channel, opened in the serving loop."""
+    upstream = _rt.upstream_channel(channel, options)
     gateway = ShopServiceGateway(upstream)
     return _rt.Gateway(
         gateway.routes(),
