@@ -36,7 +36,7 @@ from google.rpc import code_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from . import connect, grpcweb
 from .errors import HttpError, _pairs, bad_request
-from .rpcrelay import _call, _started
+from .rpcrelay import _call, _started, finished_unary
 from .rpcwire import (
     _ConnectFraming,
     _Failure,
@@ -310,17 +310,10 @@ async def _connect_unary(
     exchange = _started(request, "unary", metadata)
     call = rpc.raw(payload, metadata=tuple(metadata), timeout=timeout)
     try:
-        reply = await call
-        initial = await call.initial_metadata()
-        trailing = await call.trailing_metadata()
+        reply, initial, trailing = await finished_unary(call, exchange)
     except grpc.aio.AioRpcError as err:
-        if exchange is not None:
-            exchange.call_ended(err.code().value[0])
         await _connect_error(request, rpc, _Failure.of_rpc(err))
         return
-    if exchange is not None:
-        exchange.message_received()
-        exchange.call_ended(0)
     try:
         body = rpc.reply_bytes(reply, codec)
     except Exception:  # noqa: BLE001 - a reply this module cannot print as JSON (e.g. an Any of an unknown type)

@@ -73,10 +73,9 @@ def _started(request: Request, grpc_type: str, metadata: Metadata) -> Exchange |
     return exchange
 
 
-async def _unary(
-    request: Request, rpc: RpcMethod, framing: _Framing, call: Any, codec: str, refuse: Refusal
-) -> None:
-    exchange = request.exchange
+async def finished_unary(call: Any, exchange: Exchange | None) -> tuple[Any, Any, Any]:
+    """A unary call's reply, initial and trailing metadata, its outcome reported to the observers;
+    raises the call's AioRpcError (reported too)."""
     try:
         reply = await call
         initial = await call.initial_metadata()
@@ -84,11 +83,21 @@ async def _unary(
     except grpc.aio.AioRpcError as err:
         if exchange is not None:
             exchange.call_ended(err.code().value[0])
-        await refuse(request, framing, rpc, _Failure.of_rpc(err))
-        return
+        raise
     if exchange is not None:
         exchange.message_received()
         exchange.call_ended(0)
+    return reply, initial, trailing
+
+
+async def _unary(
+    request: Request, rpc: RpcMethod, framing: _Framing, call: Any, codec: str, refuse: Refusal
+) -> None:
+    try:
+        reply, initial, trailing = await finished_unary(call, request.exchange)
+    except grpc.aio.AioRpcError as err:
+        await refuse(request, framing, rpc, _Failure.of_rpc(err))
+        return
     try:
         data = rpc.reply_bytes(reply, codec)
     except Exception:  # noqa: BLE001 - as above: a reply that cannot be printed is this call's INTERNAL
