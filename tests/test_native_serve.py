@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from protoc_gen_pygateway.runtime.transport import native_available
 from tests.conftest import GatewayServer
 
 BOOK = "/v1/shelves/fiction/books/dune"
@@ -28,7 +29,9 @@ def test_the_default_gateway_uses_the_transport_of_the_environment(
 ) -> None:
     assert client.get(BOOK).status_code == 200
     agent = _user_agent(backend)
-    if os.environ.get("PYGATEWAY_TRANSPORT") == "native":
+    # $PYGATEWAY_TRANSPORT when set, else native when hpack is installed (it is, with the dev extra)
+    expected = os.environ.get("PYGATEWAY_TRANSPORT") or ("native" if native_available() else "grpcio")
+    if expected == "native":
         assert agent.startswith("grpc-python-pygateway-native/"), agent
     else:
         assert agent.startswith("grpc-python"), agent
