@@ -30,8 +30,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _transport_line() -> str:
-    value = os.environ.get("PYGATEWAY_TRANSPORT") or "grpcio"
-    return f"gRPC transport of the served gateways: {value} ($PYGATEWAY_TRANSPORT)"
+    from protoc_gen_pygateway.runtime.transport import default_transport
+
+    where = (
+        "$PYGATEWAY_TRANSPORT"
+        if os.environ.get("PYGATEWAY_TRANSPORT")
+        else "the default: $PYGATEWAY_TRANSPORT unset"
+    )
+    return f"gRPC transport of the served gateways: {default_transport()} ({where})"
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -18,7 +18,7 @@ from .asgi import logger
 from .channels import LazyChannel
 from .cors import Cors
 from .errors import ClientDisconnectedError, HttpError
-from .health import Health
+from .health import Health, unshadowed
 from .hooks import ROUTING_STATUSES, Hooks
 from .lifecycle import _SHUTDOWN_TEXT
 from .observe import Exchange, Observers, request_id_of
@@ -87,9 +87,14 @@ class Gateway:
         #: gateway pays one attribute check each (CORS, hooks) or nothing (health: after a 404 only).
         self.hooks = Hooks.of(options)
         self.cors = Cors(options.cors) if options.cors is not None else None
-        self._local: dict[str, Handler] | None = None
+        local: dict[str, Handler] = {}
         if options.health is not None:
-            self._local = Health(options.health, self.channel).handlers(self) or None
+            local.update(Health(options.health, self.channel).handlers(self))
+        path, metrics = options.metrics_path, options.metrics
+        if metrics is not None and path is not None and unshadowed(self, path, "metrics endpoint"):
+            local[path] = metrics.scrape
+        #: The gateway's own endpoints (health, metrics), consulted only after no route matched.
+        self._local: dict[str, Handler] | None = local or None
         #: True from the start of a drain (serve `--drain-seconds`) before a shutdown: /readyz is 503.
         self.draining = False
         #: gRPC-Web / Connect methods by path (`/pkg.Service/Method`); see rpc.py for the dispatch rule.
@@ -188,7 +193,7 @@ class Gateway:
             found = self.resolve(scope["method"], path)
             if isinstance(found, list):
                 if not found and self._local is not None and path in self._local:
-                    await self._local[path](request)  # /healthz, /readyz: only where no route matched
+                    await self._local[path](request)  # /healthz, /readyz, /metrics: where no route matched
                     return
                 if found:
                     allow = ", ".join(sorted(found))

@@ -120,21 +120,12 @@ class Health:
         """Path -> handler for the endpoints no generated route shadows (a shadowed one is warned about)."""
         served: dict[str, Handler] = {}
         for path, handler in ((self.options.path, self.healthz), (self.options.ready_path, self.readyz)):
-            if path is None:
-                continue
-            found = gateway.resolve("GET", path)
-            if isinstance(found, list):
-                if not found:
-                    served[path] = handler
-                    continue
-                owner = f"for {', '.join(found)}"
-            else:
-                owner = f"{found[0].method} {found[0].template} of {found[0].name}"
-            logger.warning("health endpoint %s not served: the generated route %s matches it", path, owner)
+            if path is not None and unshadowed(gateway, path, "health endpoint"):
+                served[path] = handler
         return served
 
     async def healthz(self, request: Request) -> None:
-        if not await _get_only(request):
+        if not await get_only(request):
             return
         service = _service(request)
         if service is None:
@@ -167,7 +158,7 @@ class Health:
         await request.send_error(503, code_pb2.UNAVAILABLE, text, (), [_NO_STORE])
 
     async def readyz(self, request: Request) -> None:
-        if not await _get_only(request):
+        if not await get_only(request):
             return
         gateway = request.gateway
         if gateway.shutting_down or gateway.draining:
@@ -176,7 +167,22 @@ class Health:
         await _ok(request, b'{"status":"READY"}')
 
 
-async def _get_only(request: Request) -> bool:
+def unshadowed(gateway: Gateway, path: str, what: str) -> bool:
+    """Whether the gateway's own endpoint `what` at `path` can be served: no generated route matches a GET
+    of it (a generated route wins, with a warning)."""
+    found = gateway.resolve("GET", path)
+    if isinstance(found, list):
+        if not found:
+            return True
+        owner = f"for {', '.join(found)}"
+    else:
+        owner = f"{found[0].method} {found[0].template} of {found[0].name}"
+    logger.warning("%s %s not served: the generated route %s matches it", what, path, owner)
+    return False
+
+
+async def get_only(request: Request) -> bool:
+    """True for GET and HEAD; else answers 405 (Allow: GET, HEAD) and returns False."""
     method = request.scope["method"]
     if method in ("GET", "HEAD"):
         return True

@@ -41,6 +41,11 @@ class GatewayOptions:
     request_id: bool = True
     #: Prometheus metrics: a `pygateway_runtime.metrics.Metrics` (needs prometheus_client); None: off.
     metrics: Metrics | None = None
+    #: Where the gateway itself answers `GET`/`HEAD` with `metrics` in the Prometheus text format (serve
+    #: `--metrics`: "/metrics"), from its routing loop after no generated route matched (a generated route
+    #: on that path wins, with a warning), so the other requests pay nothing for it; scrapes are not
+    #: counted, logged or traced. None: not served (see `metrics.MetricsEndpoint` and prometheus_client).
+    metrics_path: str | None = None
     #: OpenTelemetry spans from the global tracer provider (needs opentelemetry-api); see `tracing`.
     tracing: bool = False
     #: Spans from this tracer provider instead (tracing is then on).

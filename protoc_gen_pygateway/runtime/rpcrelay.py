@@ -82,11 +82,10 @@ async def finished_unary(call: Any, exchange: Exchange | None) -> tuple[Any, Any
         trailing = await call.trailing_metadata()
     except grpc.aio.AioRpcError as err:
         if exchange is not None:
-            exchange.call_ended(err.code().value[0])
+            exchange.unary_ended(err.code().value[0])
         raise
     if exchange is not None:
-        exchange.message_received()
-        exchange.call_ended(0)
+        exchange.unary_ended(0)
     return reply, initial, trailing
 
 

@@ -141,6 +141,7 @@ class GatewayApp:
                 default_timeout=self.config["default_timeout"],
                 websocket_refusal=self.config["websocket_refusal"],
                 metrics=self.metrics,
+                metrics_path="/metrics" if self.metrics is not None else None,
                 tracing=bool(self.config.get("tracing")),
                 access_log=bool(self.config.get("access_log")),
                 **gateway_ops(self.config),
@@ -241,11 +242,11 @@ class OpenApiDocument:
 
 
 def with_openapi(app: GatewayApp, config: dict[str, Any]) -> Any:
-    """The app to serve: `app`, behind OpenApiDocument (`--openapi`) and GET /metrics (`--metrics`)."""
-    served: Any = app
+    """The app to serve: `app`, behind OpenApiDocument (`--openapi`). (GET /metrics, `--metrics`, is
+    served by the gateway itself: GatewayOptions.metrics_path.)"""
     if config.get("openapi"):
-        served = OpenApiDocument(app, config["openapi"], config["root_path"])
-    return observe.with_metrics(served, app.metrics)
+        return OpenApiDocument(app, config["openapi"], config["root_path"])
+    return app
 
 
 def _run(main: Any, loop: str) -> None:

@@ -39,19 +39,17 @@ async def unary_call(
         metadata = await hooks.incoming(request, policy, metadata)
     exchange = request.exchange
     if exchange is not None:
-        exchange.call_started("unary", metadata)
-        exchange.message_sent()
+        exchange.unary_started(metadata)
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     try:
         reply, initial, trailing = await _watch_disconnect(request, call)
     except grpc.aio.AioRpcError as err:
         if exchange is not None:
-            exchange.call_ended(err.code().value[0])
+            exchange.unary_ended(err.code().value[0])
         await request.send_rpc_error(err, policy, None)
         return
     if exchange is not None:
-        exchange.message_received()
-        exchange.call_ended(0)
+        exchange.unary_ended(0)
     if hooks is not None and hooks.shapes_replies:
         await hooks.send_reply_message(request, policy, reply, encode, initial, trailing)
         return
