@@ -21,7 +21,7 @@ from .errors import ClientDisconnectedError, HttpError
 from .health import Health, unshadowed
 from .hooks import ROUTING_STATUSES, Hooks
 from .lifecycle import _SHUTDOWN_TEXT
-from .observe import Exchange, Observers, request_id_of
+from .observe import Exchange, Observers, _now, request_id_of
 from .options import GatewayOptions
 from .request import Request
 from .routing import LITERAL, _index_by_first_literal, _split_path
@@ -178,14 +178,22 @@ class Gateway:
         if self.request_ids:
             request.request_id = request_id_of(scope["headers"])
         exchange = None
-        if self.observers is not None:
-            exchange = request.exchange = Exchange(self.observers, scope, receive, send, request.request_id)
-            if exchange.counting:
-                request.receive, request.send = exchange.receive, exchange.send
+        observers = self.observers
+        tally = None
+        if observers is not None:
+            tally = observers.tally
+            if tally is not None:  # metrics alone: tallied unless it needs an Exchange (observe.py)
+                request.start = _now()
+            else:
+                exchange = request.exchange = Exchange(observers, scope, receive, send, request.request_id)
+                if exchange.counting:
+                    request.receive, request.send = exchange.receive, exchange.send
         try:
             path = _route_path(scope)
             rpc = self.rpc.get(path) if self.rpc else None
             if rpc is not None:  # gRPC-Web or Connect, unless the REST route at this path is meant
+                if request.start:
+                    exchange = self._exchange_of(request)
                 handler = choose(request, rpc, lambda verb: not isinstance(self.resolve(verb, path), list))
                 if handler is not None:
                     await handler(request, rpc)
@@ -206,6 +214,8 @@ class Gateway:
                 raise HttpError(404, code_pb2.NOT_FOUND, f"no route for {scope['method']} {scope['path']}")
             route, request.captures = found
             request.route = route
+            if request.start and not route.unary:
+                exchange = self._exchange_of(request)
             if exchange is not None:
                 exchange.routed(route)
             await route.handler(request)
@@ -229,6 +239,13 @@ class Gateway:
         finally:
             if exchange is not None:
                 exchange.finish()
+            elif tally is not None and request.start:  # not when left out (a scrape of the metrics)
+                tally.tallied(request)
+
+    def _exchange_of(self, request: Request) -> Exchange:
+        """The Exchange of a tallied request that needs one after all (see observe.py)."""
+        assert self.observers is not None
+        return Exchange.of_tallied(self.observers, request)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send, self)

@@ -310,6 +310,9 @@ class Hooks:
             status, headers = response.status, response.headers
         if status in (204, 304):  # no body, and no Content-Length either (RFC 9110 §8.6)
             request.started = True
+            request.status = status  # what send_response records, for the metrics
+            if request.exchange is not None:
+                request.exchange.status = status
             await request.send({"type": "http.response.start", "status": status, "headers": headers})
             await request.send({"type": "http.response.body", "body": b""})
             return

@@ -30,6 +30,7 @@ from .asgi import logger
 from .errors import ClientDisconnectedError, HttpError
 from .lifecycle import _SHUTDOWN_TEXT, _Stop
 from .metadata import request_metadata, response_metadata_headers
+from .observe import _now
 from .request import _unsupported
 from .streams import _EOF, _STREAM_HEADERS, _cancel_on_disconnect
 from .unary import _watch_disconnect
@@ -91,19 +92,23 @@ async def http_body_call(
         metadata = await hooks.incoming(request, policy, metadata)
     exchange = request.exchange
     if exchange is not None:
-        exchange.call_started("unary", metadata)
-        exchange.message_sent()
+        exchange.unary_started(metadata)
+    elif request.start:  # tallied (observe.py)
+        request.rpc_started = _now()
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     try:
         reply, initial, trailing = await _watch_disconnect(request, call)
     except grpc.aio.AioRpcError as err:
         if exchange is not None:
-            exchange.call_ended(err.code().value[0])
+            exchange.unary_ended(err.code().value[0])
+        elif request.start:
+            request.rpc_ended, request.rpc_code = _now(), err.code().value[0]
         await request.send_rpc_error(err, policy, None)
         return
     if exchange is not None:
-        exchange.message_received()
-        exchange.call_ended(0)
+        exchange.unary_ended(0)
+    elif request.start:
+        request.rpc_ended, request.rpc_code = _now(), 0
     body = select(reply)
     headers = [(b"content-type", _content_type(body)), *response_metadata_headers(policy, initial, trailing)]
     await request.send_response(200, bytes(body.data), headers)

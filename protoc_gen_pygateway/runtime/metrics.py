@@ -55,6 +55,7 @@ from prometheus_client.metrics_core import (
 )
 
 from .health import get_only
+from .observe import _now
 
 if TYPE_CHECKING:
     from .observe import Exchange
@@ -98,6 +99,9 @@ OUTCOMES = ("ok", "upstream_error", "client_gone", "shutdown", "bad_request")
 UNMATCHED = "unmatched"
 #: Exchanges counted together (see `Metrics.finished`).
 BATCH = 256
+#: What `Metrics.tallied` keeps of a request: route (None: unmatched), HTTP method, status, its start and
+#: end, its unary call's start, end and gRPC code (-1: never ended).
+_Tally = tuple[Any, str, int, float, float, float, float, int]
 
 
 class _Histogram:
@@ -167,8 +171,9 @@ class Metrics:
         self._connect_get_by_rpc: dict[Any, HttpStats] = {}  # Connect's GETs
         self.streams_open = dict.fromkeys(PROTOCOLS, 0)
         self.streams_ended: dict[tuple[str, str], int] = {}
-        #: Exchanges over, not counted yet (see `finished`).
+        #: Exchanges over, not counted yet (see `finished`), and tallied requests' numbers (`tallied`).
         self._done: collections.deque[Exchange] = collections.deque()
+        self._tallies: collections.deque[_Tally] = collections.deque()
         self._lock = threading.Lock()
         self.registry = registry
         if registry is not None:
@@ -229,14 +234,60 @@ class Metrics:
         if len(done) >= BATCH:
             self.flush()
 
+    def tallied(self, request: Request) -> None:
+        """A tallied request is over (a unary route's or an unmatched one, with metrics the only observer:
+        observe.py): its numbers are counted in the next batch, as `finished`'s exchanges are."""
+        tallies = self._tallies
+        tallies.append(
+            (
+                request.route,
+                request.scope["method"],
+                request.status,
+                request.start,
+                _now(),
+                request.rpc_started,
+                request.rpc_ended,
+                request.rpc_code,
+            )
+        )
+        if len(tallies) >= BATCH:
+            self.flush()
+
     def flush(self) -> None:
         """Count the exchanges that are over (any thread: prometheus_client may collect from its own)."""
-        done = self._done
+        done, tallies = self._done, self._tallies
         with self._lock:
-            count = self._count
-            pop = done.popleft
-            while done:  # only this loop (under the lock) pops; appends may go on meanwhile
+            # Only these loops (under the lock) pop; appends may go on meanwhile.
+            count, pop = self._count, done.popleft
+            while done:
                 count(pop())
+            count_tally, pop_tally = self._count_tally, tallies.popleft
+            while tallies:
+                count_tally(pop_tally())
+
+    def _count_tally(self, tally: _Tally) -> None:
+        """Count one tallied request: its HTTP request and its unary upstream call, if it made one."""
+        route, method, status, start, end, rpc_started, rpc_ended, code = tally
+        if route is not None and route.method == method:
+            http = self._http_by_route.get(route) or self.route_http(route)
+        else:
+            http = self.http(route.template if route is not None else UNMATCHED, method)
+        status = status or 499  # nothing was answered: the client closed the request (as Exchange.finish)
+        statuses = http.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        http.duration.observe(end - start)
+        if rpc_started > 0:
+            if code < 0:  # never ended: cut short (the client left, the server cancelled the handler)
+                code, rpc_ended = 1, end  # CANCELLED
+            elif code >= len(GRPC_CODE_NAMES):
+                code = 2  # UNKNOWN
+            rpc = self._rpc_by_name.get(route.name) or self.rpc(route.name, "unary")
+            rpc.started += 1
+            rpc.sent += 1
+            if code == 0:
+                rpc.received += 1
+            rpc.handled[code] += 1
+            rpc.handling.observe(rpc_ended - rpc_started)
 
     def _count(self, exchange: Exchange) -> None:
         """Count one exchange: its HTTP request and its upstream call (unary: all of it; streams: its end,
@@ -348,6 +399,7 @@ class Metrics:
         with the exposition, other methods 405. A scrape is left out of the metrics, traces and log."""
         if request.exchange is not None:
             request.exchange.unobserved()
+        request.start = 0.0  # not tallied either
         if not await get_only(request):
             return
         body, content_type = self.exposition(_accept(request.scope))

@@ -38,9 +38,14 @@ class Request:
         "receive",
         "request_id",
         "route",
+        "rpc_code",
+        "rpc_ended",
+        "rpc_started",
         "scope",
         "send",
+        "start",
         "started",
+        "status",
     )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, gateway: Gateway) -> None:
@@ -53,8 +58,17 @@ class Request:
         self.started = False
         #: The request id (`observe.request_id_of`), None when request ids are off.
         self.request_id: str | None = None
-        #: What the observers (metrics, tracing, access log) see of it; None when none is on.
+        #: What the observers (metrics, tracing, access log) see of it; None when none is on, and for a
+        #: unary route's request when metrics are the only observer: it is tallied here instead.
         self.exchange: Exchange | None = None
+        #: The status sent by `send_response` (0 until then).
+        self.status = 0
+        #: The tally (observe.py, Metrics.tallied): when it arrived (perf_counter), 0.0 when not tallied;
+        #: its unary upstream call's start and end (0.0 until they happen) and gRPC code (-1 until it ended).
+        self.start = 0.0
+        self.rpc_started = 0.0
+        self.rpc_ended = 0.0
+        self.rpc_code = -1
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.scope["headers"]:
@@ -102,6 +116,7 @@ class Request:
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
         if self.request_id is not None:
             headers.append((b"x-request-id", self.request_id.encode("latin-1")))
+        self.status = status
         if self.exchange is not None:
             self.exchange.status = status
         self.started = True

@@ -49,6 +49,7 @@ class Route:
         "rank",
         "segments",
         "template",
+        "unary",
         "verb",
         "websocket",
     )
@@ -64,6 +65,7 @@ class Route:
         name: str,
         template: str,
         websocket: Handler | None = None,
+        unary: bool = False,
     ) -> None:
         self.method = method
         self.segments = segments
@@ -75,6 +77,9 @@ class Route:
         self.template = template
         #: Handler for a WebSocket handshake on this path (streaming RPCs only), else None.
         self.websocket = websocket
+        #: A unary RPC's route (its handler calls `unary_call` or `http_body_call`): with metrics the
+        #: only observer, such a request is tallied on its Request, without an observe.Exchange.
+        self.unary = unary
         #: The generated module's header policy (set by its Gateway; CORS reads it for preflights).
         self.policy: HeaderPolicy | None = None
         self.deep = next((i for i, (kind, _) in enumerate(segments) if kind == MULTI), -1)

@@ -17,6 +17,7 @@ from google.protobuf import (
 from .asgi import _JSON
 from .errors import ClientDisconnectedError
 from .metadata import request_metadata, response_metadata_headers
+from .observe import _now
 from .streams import _cancel_on_disconnect
 
 if TYPE_CHECKING:
@@ -40,16 +41,22 @@ async def unary_call(
     exchange = request.exchange
     if exchange is not None:
         exchange.unary_started(metadata)
+    elif request.start:  # tallied (observe.py)
+        request.rpc_started = _now()
     call = method(payload, metadata=tuple(metadata), timeout=timeout)
     try:
         reply, initial, trailing = await _watch_disconnect(request, call)
     except grpc.aio.AioRpcError as err:
         if exchange is not None:
             exchange.unary_ended(err.code().value[0])
+        elif request.start:
+            request.rpc_ended, request.rpc_code = _now(), err.code().value[0]
         await request.send_rpc_error(err, policy, None)
         return
     if exchange is not None:
         exchange.unary_ended(0)
+    elif request.start:
+        request.rpc_ended, request.rpc_code = _now(), 0
     if hooks is not None and hooks.shapes_replies:
         await hooks.send_reply_message(request, policy, reply, encode, initial, trailing)
         return

@@ -1282,6 +1282,7 @@ class AllTypesServiceGateway:
                 rank=(0, 0, 0, 3),  # precedence: verb; literal literal; end
                 handler=self.echo_0,
                 name="alltypes.v1.AllTypesService.Echo",
+                unary=True,
             ),
             _rt.Route(
                 method="PUT",
@@ -1292,6 +1293,7 @@ class AllTypesServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.echo_1,
                 name="alltypes.v1.AllTypesService.Echo",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1302,6 +1304,7 @@ class AllTypesServiceGateway:
                 rank=(1, 0, 0, 1, 0, 3),  # precedence: no verb; literal literal * literal; end
                 handler=self.echo_2,
                 name="alltypes.v1.AllTypesService.Echo",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1312,6 +1315,7 @@ class AllTypesServiceGateway:
                 rank=(1, 0, 0, 1, 0, 3),  # precedence: no verb; literal literal * literal; end
                 handler=self.echo_3,
                 name="alltypes.v1.AllTypesService.Echo",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1322,6 +1326,7 @@ class AllTypesServiceGateway:
                 rank=(0, 0, 0, 3),  # precedence: verb; literal literal; end
                 handler=self.echo_scalars_0,
                 name="alltypes.v1.AllTypesService.EchoScalars",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1332,6 +1337,7 @@ class AllTypesServiceGateway:
                 rank=(0, 0, 0, 3),  # precedence: verb; literal literal; end
                 handler=self.echo_well_known_0,
                 name="alltypes.v1.AllTypesService.EchoWellKnown",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",

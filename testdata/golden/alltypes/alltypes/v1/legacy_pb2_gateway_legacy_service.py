@@ -265,6 +265,7 @@ class LegacyServiceGateway:
                 rank=(0, 0, 0, 3),  # precedence: verb; literal literal; end
                 handler=self.echo_0,
                 name="alltypes.v1.LegacyService.Echo",
+                unary=True,
             ),
         ]
 

@@ -208,6 +208,7 @@ class ShelfAdminServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.get_shelf_0,
                 name="shop.v1.ShelfAdminService.GetShelf",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -218,6 +219,7 @@ class ShelfAdminServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.create_shelf_0,
                 name="shop.v1.ShelfAdminService.CreateShelf",
+                unary=True,
             ),
         ]
 

@@ -900,6 +900,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 1, 3),  # precedence: no verb; literal literal * literal *; end
                 handler=self.get_book_0,
                 name="shop.v1.ShopService.GetBook",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -910,6 +911,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.get_book_1,
                 name="shop.v1.ShopService.GetBook",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -920,6 +922,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 3),  # precedence: no verb; literal literal * literal; end
                 handler=self.list_books_0,
                 name="shop.v1.ShopService.ListBooks",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -930,6 +933,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 3),  # precedence: no verb; literal literal * literal; end
                 handler=self.create_book_0,
                 name="shop.v1.ShopService.CreateBook",
+                unary=True,
             ),
             _rt.Route(
                 method="PUT",
@@ -940,6 +944,7 @@ class ShopServiceGateway:
                 rank=(0, 0, 0, 1, 0, 3),  # precedence: verb; literal literal * literal; end
                 handler=self.create_book_1,
                 name="shop.v1.ShopService.CreateBook",
+                unary=True,
             ),
             _rt.Route(
                 method="PATCH",
@@ -950,6 +955,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 1, 3),  # precedence: no verb; literal literal * literal *; end
                 handler=self.update_book_0,
                 name="shop.v1.ShopService.UpdateBook",
+                unary=True,
             ),
             _rt.Route(
                 method="DELETE",
@@ -960,6 +966,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 1, 3),  # precedence: no verb; literal literal * literal *; end
                 handler=self.delete_book_0,
                 name="shop.v1.ShopService.DeleteBook",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -970,6 +977,7 @@ class ShopServiceGateway:
                 rank=(0, 0, 0, 1, 0, 1, 3),  # precedence: verb; literal literal * literal *; end
                 handler=self.publish_book_0,
                 name="shop.v1.ShopService.PublishBook",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -980,6 +988,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 1, 0, 3),  # precedence: no verb; literal literal * literal * literal; end
                 handler=self.get_book_title_0,
                 name="shop.v1.ShopService.GetBookTitle",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -990,6 +999,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 2, 3),  # precedence: no verb; literal literal * literal **; end
                 handler=self.get_file_0,
                 name="shop.v1.ShopService.GetFile",
+                unary=True,
             ),
             _rt.Route(
                 method="HEAD",
@@ -1000,6 +1010,7 @@ class ShopServiceGateway:
                 rank=(0, 0, 0, 1, 0, 2, 3),  # precedence: verb; literal literal * literal **; end
                 handler=self.get_file_1,
                 name="shop.v1.ShopService.GetFile",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1010,6 +1021,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3),  # precedence: no verb; literal literal * * * * * * * * * * * * * * * *; end
                 handler=self.echo_scalars_0,
                 name="shop.v1.ShopService.EchoScalars",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1020,6 +1032,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.echo_scalars_1,
                 name="shop.v1.ShopService.EchoScalars",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1030,6 +1043,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.echo_scalars_2,
                 name="shop.v1.ShopService.EchoScalars",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1040,6 +1054,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.fail_0,
                 name="shop.v1.ShopService.Fail",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1050,6 +1065,7 @@ class ShopServiceGateway:
                 rank=(0, 0, 0, 3),  # precedence: verb; literal literal; end
                 handler=self.echo_metadata_0,
                 name="shop.v1.ShopService.EchoMetadata",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1060,6 +1076,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.echo_metadata_1,
                 name="shop.v1.ShopService.EchoMetadata",
+                unary=True,
             ),
         ]
 

@@ -942,6 +942,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 1, 3),  # precedence: no verb; literal literal * literal *; end
                 handler=self.get_book_0,
                 name="shop.v1.ShopService.GetBook",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -952,6 +953,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.get_book_1,
                 name="shop.v1.ShopService.GetBook",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -962,6 +964,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 3),  # precedence: no verb; literal literal * literal; end
                 handler=self.list_books_0,
                 name="shop.v1.ShopService.ListBooks",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -972,6 +975,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 3),  # precedence: no verb; literal literal * literal; end
                 handler=self.create_book_0,
                 name="shop.v1.ShopService.CreateBook",
+                unary=True,
             ),
             _rt.Route(
                 method="PUT",
@@ -982,6 +986,7 @@ class ShopServiceGateway:
                 rank=(0, 0, 0, 1, 0, 3),  # precedence: verb; literal literal * literal; end
                 handler=self.create_book_1,
                 name="shop.v1.ShopService.CreateBook",
+                unary=True,
             ),
             _rt.Route(
                 method="PATCH",
@@ -992,6 +997,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 1, 3),  # precedence: no verb; literal literal * literal *; end
                 handler=self.update_book_0,
                 name="shop.v1.ShopService.UpdateBook",
+                unary=True,
             ),
             _rt.Route(
                 method="DELETE",
@@ -1002,6 +1008,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 1, 3),  # precedence: no verb; literal literal * literal *; end
                 handler=self.delete_book_0,
                 name="shop.v1.ShopService.DeleteBook",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1012,6 +1019,7 @@ class ShopServiceGateway:
                 rank=(0, 0, 0, 1, 0, 1, 3),  # precedence: verb; literal literal * literal *; end
                 handler=self.publish_book_0,
                 name="shop.v1.ShopService.PublishBook",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1022,6 +1030,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 1, 0, 3),  # precedence: no verb; literal literal * literal * literal; end
                 handler=self.get_book_title_0,
                 name="shop.v1.ShopService.GetBookTitle",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1032,6 +1041,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 0, 2, 3),  # precedence: no verb; literal literal * literal **; end
                 handler=self.get_file_0,
                 name="shop.v1.ShopService.GetFile",
+                unary=True,
             ),
             _rt.Route(
                 method="HEAD",
@@ -1042,6 +1052,7 @@ class ShopServiceGateway:
                 rank=(0, 0, 0, 1, 0, 2, 3),  # precedence: verb; literal literal * literal **; end
                 handler=self.get_file_1,
                 name="shop.v1.ShopService.GetFile",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1052,6 +1063,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3),  # precedence: no verb; literal literal * * * * * * * * * * * * * * * *; end
                 handler=self.echo_scalars_0,
                 name="shop.v1.ShopService.EchoScalars",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1062,6 +1074,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.echo_scalars_1,
                 name="shop.v1.ShopService.EchoScalars",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1072,6 +1085,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.echo_scalars_2,
                 name="shop.v1.ShopService.EchoScalars",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1082,6 +1096,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.fail_0,
                 name="shop.v1.ShopService.Fail",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1092,6 +1107,7 @@ class ShopServiceGateway:
                 rank=(0, 0, 0, 3),  # precedence: verb; literal literal; end
                 handler=self.echo_metadata_0,
                 name="shop.v1.ShopService.EchoMetadata",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1102,6 +1118,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.echo_metadata_1,
                 name="shop.v1.ShopService.EchoMetadata",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1112,6 +1129,7 @@ class ShopServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.ping_0,
                 name="shop.v1.ShopService.Ping",
+                unary=True,
             ),
         ]
 

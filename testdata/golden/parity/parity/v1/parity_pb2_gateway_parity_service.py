@@ -1001,6 +1001,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.update_book_0,
                 name="parity.v1.ParityService.UpdateBook",
+                unary=True,
             ),
             _rt.Route(
                 method="PATCH",
@@ -1011,6 +1012,7 @@ class ParityServiceGateway:
                 rank=(0, 0, 0, 3),  # precedence: verb; literal literal; end
                 handler=self.update_book_1,
                 name="parity.v1.ParityService.UpdateBook",
+                unary=True,
             ),
             _rt.Route(
                 method="PUT",
@@ -1021,6 +1023,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.update_book_2,
                 name="parity.v1.ParityService.UpdateBook",
+                unary=True,
             ),
             _rt.Route(
                 method="PATCH",
@@ -1031,6 +1034,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 0, 1, 3),  # precedence: no verb; literal literal literal *; end
                 handler=self.update_two_masks_0,
                 name="parity.v1.ParityService.UpdateTwoMasks",
+                unary=True,
             ),
             _rt.Route(
                 method="PATCH",
@@ -1041,6 +1045,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 0, 1, 3),  # precedence: no verb; literal literal literal *; end
                 handler=self.update_book_star_0,
                 name="parity.v1.ParityService.UpdateBookStar",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1051,6 +1056,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.get_event_0,
                 name="parity.v1.ParityService.GetEvent",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1061,6 +1067,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.get_event_1,
                 name="parity.v1.ParityService.GetEvent",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1071,6 +1078,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.get_event_2,
                 name="parity.v1.ParityService.GetEvent",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1081,6 +1089,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.get_event_3,
                 name="parity.v1.ParityService.GetEvent",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1091,6 +1100,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 1, 1, 3),  # precedence: no verb; literal literal * * *; end
                 handler=self.get_event_4,
                 name="parity.v1.ParityService.GetEvent",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1101,6 +1111,7 @@ class ParityServiceGateway:
                 rank=(0, 0, 0, 1, 3),  # precedence: verb; literal literal *; end
                 handler=self.check_event_0,
                 name="parity.v1.ParityService.CheckEvent",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1111,6 +1122,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.download_0,
                 name="parity.v1.ParityService.Download",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1121,6 +1133,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.download_field_0,
                 name="parity.v1.ParityService.DownloadField",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1131,6 +1144,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.upload_0,
                 name="parity.v1.ParityService.Upload",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1141,6 +1155,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.echo_raw_0,
                 name="parity.v1.ParityService.EchoRaw",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1171,6 +1186,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.plain_0,
                 name="parity.v1.ParityService.Plain",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1214,6 +1230,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.yamled_0,
                 name="parity.v1.ParityService.Yamled",
+                unary=True,
             ),
             _rt.Route(
                 method="POST",
@@ -1224,6 +1241,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.yamled_1,
                 name="parity.v1.ParityService.Yamled",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1245,6 +1263,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 3),  # precedence: no verb; literal literal; end
                 handler=self.both_0,
                 name="parity.v1.ParityService.Both",
+                unary=True,
             ),
             _rt.Route(
                 method="GET",
@@ -1255,6 +1274,7 @@ class ParityServiceGateway:
                 rank=(1, 0, 0, 1, 3),  # precedence: no verb; literal literal *; end
                 handler=self.both_1,
                 name="parity.v1.ParityService.Both",
+                unary=True,
             ),
         ]
 
