@@ -127,3 +127,109 @@ def test_no_endpoint_without_a_path_and_a_generated_route_wins(
     assert any("metrics endpoint" in r.getMessage() and BOOK in r.getMessage() for r in caplog.records)
     response = asyncio.run(get(shadowed, BOOK))
     assert response.status_code == 200 and response.json()["title"] == "Dune"  # the generated route
+
+
+# ------------------------------------------------------------------ metrics alone: tallied requests
+
+
+def _count(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _rpc(method: str, **labels: str) -> dict[str, str]:
+    return {"grpc_type": "unary", "grpc_service": "shop.v1.ShopService", "grpc_method": method, **labels}
+
+
+def test_metrics_alone_counts_unary_routes_hook_statuses_and_unmatched(gen_dir: Path, backend: Any) -> None:
+    """With metrics the only observer a unary route's request is tallied on its Request, not observed
+    through an Exchange (observe.py): statuses a forward-response hook sets (201, a bodiless 204), upstream
+    errors, bad input that never reaches upstream and unmatched paths are all counted as the client saw
+    them, and a stream on the same gateway still gets its Exchange."""
+
+    def shaped(request: Any, response: Any) -> None:
+        name = request.route.name if request.route is not None else ""
+        if name == "shop.v1.ShopService.CreateBook":
+            response.status = 201
+        elif name == "shop.v1.ShopService.DeleteBook":
+            response.status = 204
+
+    registry = CollectorRegistry()
+    app, _ = _app(backend, registry, forward_response=shaped)
+
+    async def main() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            return [
+                (await client.post("/v1/shelves/fiction/books", json={"title": "Tallied"})).status_code,
+                (await client.delete("/v1/shelves/fiction/books/tallied")).status_code,
+                (await client.get(BOOK)).status_code,
+                (await client.get("/v1/shelves/fiction/books/missing")).status_code,
+                (await client.post("/v1/shelves/fiction/books", content=b"{not json")).status_code,
+                (await client.get("/v1/nothing-here")).status_code,
+            ]
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == [201, 204, 200, 404, 400, 404]
+    samples = _samples(generate_latest(registry).decode())
+    http = "pygateway_http_requests_total"
+    books = "/v1/{parent=shelves/*}/books"
+    assert _count(samples, http, route=books, method="POST", protocol="rest", status="201") == 1
+    assert _count(samples, http, route=books, method="POST", protocol="rest", status="400") == 1
+    assert _count(samples, http, route=BOOK_ROUTE, method="DELETE", protocol="rest", status="204") == 1
+    assert _count(samples, http, route=BOOK_ROUTE, method="GET", protocol="rest", status="200") == 1
+    assert _count(samples, http, route=BOOK_ROUTE, method="GET", protocol="rest", status="404") == 1
+    assert _count(samples, http, route="unmatched", method="GET", protocol="rest", status="404") == 1
+    assert not any(key[0] == http and ("status", "499") in key[1] for key in samples)
+    duration = "pygateway_http_request_duration_seconds_count"
+    assert _count(samples, duration, route=books, method="POST", protocol="rest") == 2
+    handled = "grpc_client_handled_total"
+    assert _count(samples, "grpc_client_started_total", **_rpc("CreateBook")) == 1  # not the bad JSON
+    assert _count(samples, handled, **_rpc("CreateBook", grpc_code="OK")) == 1
+    assert _count(samples, handled, **_rpc("DeleteBook", grpc_code="OK")) == 1
+    assert _count(samples, handled, **_rpc("GetBook", grpc_code="OK")) == 1
+    assert _count(samples, handled, **_rpc("GetBook", grpc_code="NotFound")) == 1
+    assert _count(samples, "grpc_client_msg_received_total", **_rpc("GetBook")) == 1
+    assert _count(samples, "grpc_client_handling_seconds_count", **_rpc("GetBook")) == 2
+
+
+def test_metrics_alone_client_gone_during_a_unary_call(gen_dir: Path, backend: Any) -> None:
+    """A tallied unary call the client leaves (the backend holds it 3 s): nothing is answered (499), and
+    the upstream call, cancelled, is counted Canceled with its duration up to the cancel."""
+    registry = CollectorRegistry()
+    app, _ = _app(backend, registry)
+    sent: list[dict[str, Any]] = []
+
+    async def main() -> float:
+        events: list[dict[str, Any]] = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if events:
+                return events.pop(0)
+            await asyncio.sleep(0.3)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": "GET",
+            "path": BOOK,
+            "raw_path": BOOK.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"gw"), (b"grpc-metadata-x-backend-delay-ms", b"3000")],
+            "client": ("127.0.0.1", 1234),
+        }
+        started = asyncio.get_running_loop().time()
+        await app(scope, receive, send)
+        return asyncio.get_running_loop().time() - started
+
+    took = asyncio.run(asyncio.wait_for(main(), 30))
+    assert took < 2.5  # cancelled when the client left, not held for the backend's 3 s
+    assert sent == []  # nothing was answered
+    samples = _samples(generate_latest(registry).decode())
+    assert _ok(samples, "499") == 1
+    assert _count(samples, "grpc_client_handled_total", **_rpc("GetBook", grpc_code="Canceled")) == 1
+    seconds = _count(samples, "grpc_client_handling_seconds_sum", **_rpc("GetBook"))
+    assert 0.2 < seconds < 2.5
