@@ -3,7 +3,7 @@
     python -m bench.run [--quick] [--runs 3] [--duration 5] [--clean] [--metrics-pairs 8]
                         [--only http,protocols,metrics,stream,floor,rss,codegen]
                         [--gateways ours,ours-metrics,ours-workers2,ours-granian,ours-granian-ws,ours-native,
-                                    fastapi,raw,raw-granian,server,go] [--upstream auto|go|python]
+                                    ours-grpcio,fastapi,raw,raw-granian,server,go] [--upstream auto|go|python]
 
 Upstream: the Go gRPC backend of ../shared/anchors/grpc-gateway-go (beside the checkout or beside its
 folder of worktrees; $BENCH_GO_ANCHOR overrides), built into .work/anchor when its toolchain is installed
@@ -12,12 +12,14 @@ says which. All gateways run at once against that one upstream, each in its own 
 loopback port:
 
   ours          python -m pygateway_serve with default options (the bench service streams, so WebSocket is
-                on; the label says which server `--server auto` picked)
+                on; the label says which server `--server auto` picked and which transport the default is:
+                native when hpack is installed, as here, unless $PYGATEWAY_TRANSPORT says otherwise)
   ours-metrics  the same with --metrics (issue 14: at most 5 µs more CPU per request)
   ours-workers2 the same with --workers 2 (issue 16: req/s beside ours' one worker)
   ours-granian  the same with --websocket off (embedded granian, as for modules without streams)
   ours-granian-ws  the same with --server granian (embedded granian + WebSocket)
   ours-native   ours, default, with --transport native (the gateway's own gRPC client, issue 17)
+  ours-grpcio   ours, default, with --transport grpcio (grpc.aio: issue 17's comparison and its "before")
   fastapi, raw  bench/baselines/: FastAPI + json_format, and the leanest raw ASGI handler; uvicorn's
                 defaults (httptools + uvloop), access log off
   raw-granian   the same raw handler on the serve command's server (bench/baselines/embedded.py: embedded
@@ -29,13 +31,14 @@ loopback port:
 Measurements (from /proc, by PID; CPU = utime+stime of the gateway's whole process group, workers included):
   http      wrk -t1 -c32 --latency POST /v1/echo (anchors/echo_post.lua) and GET /v1/echo/abc on every
             gateway: a warm-up, then --runs runs of --duration s, every workload of every gateway once per
-            run, gateways in an order rotating per run, ours, ours-metrics and ours-native as one block
+            run, gateways in an order rotating per run, ours, ours-metrics, ours-native and ours-grpcio as one block
             (rotating within it too: the rows whose differences are read run back to back in every run);
             medians, and each row's lowest and highest run.
-  protocols the same loop, on ours and ours-native only: the Echo call as gRPC-Web (grpc-web+proto) and as
+  protocols the same loop, on ours, ours-native and ours-grpcio only: the Echo call as gRPC-Web (grpc-web+proto) and as
             Connect (application/proto, application/json) on POST /bench.v1.EchoService/Echo (issue 15;
             wrk scripts from bench/protocols.py posting a pre-built body), beside REST's POST.
-  stream    curl GET /v1/stream/100000: gateway CPU per message (ours, ours-granian, ours-native, go).
+  stream    curl GET /v1/stream/100000: gateway CPU per message (ours, ours-granian, ours-native, ours-grpcio,
+            go).
   floor     bench/grpc_floor.py: the gRPC client calls alone against the same upstream (grpcio's, and the
             native transport's when ours-native is measured), and the lower bound each sets with `server`.
   rss       fresh gateway processes holding 1,000 streams (/v1/stream/120?interval_ms=1000): RSS per stream.
@@ -48,7 +51,8 @@ Measurements (from /proc, by PID; CPU = utime+stime of the gateway's whole proce
 Derived rows: metrics on minus off (ours-metrics minus ours, POST and GET: from the metrics section's pairs,
 else the http loop's median difference against both rows' run spread, against the 5 µs budget), --workers 2 ÷ 1 (req/s, CPU/req, p99), and
 the target column: issue 17's ≤ 2.0x Go (POST, GET, stream), RSS per stream ≤ Go's, ours-native ≥ 25%
-cheaper per request than ours, ours (grpcio) no worse than issue 17's "before" ratios.
+cheaper per request than ours-grpcio, ours-grpcio no worse than issue 17's "before" ratios (without an
+ours-grpcio row: against ours when its default transport is grpcio).
 "other CPU" = machine busy time minus gateway, upstream and load generator: load from anything else (a
 noisy run when clearly above 0; slightly negative is /proc/stat's tick sampling).
 A full run (3 runs of 5 s, all gateways, Go backend) takes about 13 minutes; `--quick` about 5.
@@ -62,6 +66,7 @@ import asyncio
 import contextlib
 import http.client
 import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -113,13 +118,14 @@ ALL_GATEWAYS = (
     "ours-granian",
     "ours-granian-ws",
     "ours-native",
+    "ours-grpcio",
     "fastapi",
     "raw",
     "raw-granian",
     "server",
     "go",
 )
-STREAM_GATEWAYS = RSS_GATEWAYS = ("ours", "ours-granian", "ours-native", "go")
+STREAM_GATEWAYS = RSS_GATEWAYS = ("ours", "ours-granian", "ours-native", "ours-grpcio", "go")
 # Issue 15: gRPC-Web and Connect unary calls of the same Echo method, beside REST's POST (bench/protocols.py's
 # wrk scripts: a pre-built binary or JSON body with its content type, so the load generator stays cheap).
 PROTOCOLS = {
@@ -127,12 +133,23 @@ PROTOCOLS = {
     "connect": "Connect unary (the same path, application/proto)",
     "connect-json": "Connect unary (the same path, application/json)",
 }
-PROTOCOL_GATEWAYS = ("ours", "ours-native")
+PROTOCOL_GATEWAYS = ("ours", "ours-native", "ours-grpcio")
 SECTIONS = ("http", "protocols", "metrics", "stream", "floor", "rss", "codegen")
 # Issue 17's "today" (its 2026-12-03 make bench, ours on grpcio ÷ Go): the grpcio transport must not get worse.
 GRPCIO_BEFORE = {"POST": 2.9, "GET": 3.2, "stream": 3.6}
 METRICS_BUDGET_US = 5.0  # issue 14: metrics on cost at most this much CPU per request
 NATIVE_GAIN = 0.25  # issue 17: native becomes the default when at least this much cheaper per request
+
+
+def default_transport() -> str:
+    """The transport `ours` runs on without --transport, decided as the runtime's default_transport() does
+    ($PYGATEWAY_TRANSPORT, else native when hpack is installed; the gateways run on this interpreter)."""
+    chosen = os.environ.get("PYGATEWAY_TRANSPORT", "").strip().lower()
+    if chosen in ("native", "grpcio"):
+        return chosen
+    return "native" if importlib.util.find_spec("hpack") is not None else "grpcio"
+
+
 BASELINES = ("go", "fastapi", "raw")  # the ratio columns
 T0 = time.monotonic()
 
@@ -357,7 +374,7 @@ def gateways(gen: Path, upstream: str, go_dir: Path | None) -> dict[str, Gateway
         return lambda port: [PY, str(HERE / "baselines" / "embedded.py"), f"{module}:app", str(port)]
 
     gws = [  # ours first: its label says which server `--server auto` picked
-        Gateway("ours", "ours, default" + (" (WebSocket routes)" if ws_routes else ""), ours(), ws_routes),
+        Gateway("ours", f"ours, default ({default_transport()} transport{', WebSocket routes' if ws_routes else ''})", ours(), ws_routes),
         # The shipped configuration with Prometheus metrics on (issue 14: at most 5 us more per request).
         Gateway("ours-metrics", "ours, default + --metrics", ours("--metrics"), ws_routes),
         # Issue 16: the same with two worker processes (req/s beside ours' one worker; same wrk, same run).
@@ -365,6 +382,7 @@ def gateways(gen: Path, upstream: str, go_dir: Path | None) -> dict[str, Gateway
         Gateway("ours-granian", "ours, --websocket off", ours("--websocket", "off")),
         Gateway("ours-granian-ws", "ours, --server granian", ours("--server", "granian"), ws_routes),
         Gateway("ours-native", "ours, --transport native", ours("--transport", "native"), ws_routes),
+        Gateway("ours-grpcio", "ours, --transport grpcio", ours("--transport", "grpcio"), ws_routes),
         Gateway("fastapi", "FastAPI + json_format (uvicorn httptools+uvloop)", baseline("naive_fastapi")),
         Gateway("raw", "raw ASGI handler (uvicorn httptools+uvloop)", baseline("raw_asgi")),
         Gateway("raw-granian", "raw ASGI handler (embedded granian + WebSocket, uvloop)", embedded("raw_asgi")),
@@ -415,8 +433,8 @@ def http_workloads(gw: Gateway, sections: set[str]) -> list[str]:
 
 
 # Rows whose differences are read (metrics on minus off, native against grpcio): back to back in every run,
-# in an order rotating within the group too, so a drift of the machine's speed hits all three alike.
-CLUSTER = ("ours", "ours-metrics", "ours-native")
+# in an order rotating within the group too, so a drift of the machine's speed hits them all alike.
+CLUSTER = ("ours", "ours-metrics", "ours-native", "ours-grpcio")
 
 
 def run_order(gws: list[Gateway], r: int) -> list[Gateway]:
@@ -471,7 +489,7 @@ def measure_http(
     lua: dict[str, Path],
 ) -> None:
     """Every workload of every gateway once per run, gateways in a rotating order (run_order: ours,
-    ours-metrics and ours-native back to back), so rows compared with each other share the machine's state."""
+    ours-metrics, ours-native and ours-grpcio back to back), so rows compared with each other share the machine's state."""
 
     def wrk(gw: Proc, seconds: int, workload: str) -> dict[str, Any]:
         return wrk_row(gw, upstream, seconds, workload, lua)
@@ -500,7 +518,7 @@ def measure_http(
 
 
 def measure_stream(gws: list[Gateway], upstream: int, runs: int, clean: bool) -> None:
-    """`runs` streams through ours (default), ours-native and Go, one through the variants."""
+    """`runs` streams through ours (default), ours-native, ours-grpcio and Go, one through the variants."""
     out = WORK / "stream.out"
 
     def stream(gw: Proc, count: int) -> dict[str, Any]:
@@ -525,7 +543,7 @@ def measure_stream(gws: list[Gateway], upstream: int, runs: int, clean: bool) ->
         proc = gw.proc
         assert proc
         stream(proc, 2000)  # warm-up
-        n = runs if gw.key in ("ours", "ours-native", "go") else 1
+        n = runs if gw.key in ("ours", "ours-native", "ours-grpcio", "go") else 1
         for r in range(n):
             row = clean_run(lambda: stream(proc, STREAM_COUNT), clean)
             gw.rows.setdefault("stream", []).append(row)
@@ -690,6 +708,11 @@ def report(
         b = value(gws[base], workload)
         return f"{v / b:.2f}x" if b else ""
 
+    # The row on grpcio that issue 17's comparisons read: ours-grpcio, else ours when grpcio is its default.
+    grpcio_key = (
+        "ours-grpcio" if "ours-grpcio" in gws else ("ours" if default_transport() == "grpcio" else "")
+    )
+
     def target(gw: Gateway, workload: str, v: float) -> str:
         """Issue 17's targets (2.0x Go per request and per message, RSS per stream at most Go's; the grpcio
         transport no worse than before; native at least 25% cheaper than grpcio)."""
@@ -703,18 +726,18 @@ def report(
             parts = ["≤ Go's" + (verdict(v <= go) if go else ": n/a (no Go row)")]
         else:
             parts = ["≤ 2.0x Go" + (verdict(v <= 2 * go) if go else ": n/a (no Go row)")]
-        if gw.key == "ours" and workload in GRPCIO_BEFORE and go:
+        if gw.key == grpcio_key and workload in GRPCIO_BEFORE and go:
             before = GRPCIO_BEFORE[workload]
             parts.append(f"grpcio no worse than before (≤ {before}x Go)" + verdict(v / go <= before))
-        grpcio = value(gws.get("ours"), workload)
+        grpcio = value(gws.get(grpcio_key), workload) if grpcio_key else 0.0
         if gw.key == "ours-native" and workload in ("POST", "GET", "stream") and grpcio:
             gain = 1 - v / grpcio
-            rule = f"≥ {NATIVE_GAIN:.0%} cheaper than ours (grpcio): {gain:.0%}"
+            rule = f"≥ {NATIVE_GAIN:.0%} cheaper than {grpcio_key} (grpcio): {gain:.0%}"
             parts.append(rule + verdict(gain >= NATIVE_GAIN) if workload != "stream" else rule + " (no rule)")
         return "; ".join(parts)
 
     lines = [*header, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    verdicts: list[str] = []  # the targets of ours and ours-native, repeated below the table
+    verdicts: list[str] = []  # the targets of ours, ours-native and ours-grpcio, repeated below the table
     for gw in gws.values():
         if gw.error:
             lines.append(f"| all | {gw.label} | **not measured: {gw.error}** |" + EMPTY)
@@ -756,7 +779,7 @@ def report(
             goal = target(gw, workload, v)
             cells = [title, gw.label, rate, detail, f"{v:.1f}", *ratios, noise, goal]
             lines.append("| " + " | ".join(cells) + " |")
-            if gw.key in ("ours", "ours-native") and workload not in PROTOCOLS:
+            if gw.key in ("ours", "ours-native", "ours-grpcio") and workload not in PROTOCOLS:
                 verdicts.append(f"- `{gw.key}` {workload}: {v:.1f} ({ratio(v, workload, 'go')} Go) — {goal}")
     extra, summary = metrics_rows(gws)
     verdicts += summary
@@ -1023,7 +1046,8 @@ def main() -> int:
         for gw in up:
             stop(gw.proc.popen)  # type: ignore[union-attr]
         if "floor" in sections:
-            floor = measure_floor(gen, upstream_addr, native="ours-native" in gws)
+            native = "ours-native" in gws or ("ours" in gws and default_transport() == "native")
+            floor = measure_floor(gen, upstream_addr, native=native)
         if "rss" in sections:
             rss = [g for g in gws.values() if g.key in RSS_GATEWAYS and not g.error]
             measure_rss(rss, gen, env, hold=4.0 if args.quick else 6.0)
