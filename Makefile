@@ -64,7 +64,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP) ## ours (+metrics, 2 workers, native, gRPC-Web/Connect) vs Go grpc-gateway + baselines: CPU/req, streams, RSS, codegen, targets, metrics pairs (~13 min, stopped at 20; BENCH_ARGS=--quick: ~5 min)
+bench: $(BENCH_STAMP) ## ours (+metrics, 2 workers, native, gRPC-Web/Connect) vs Go grpc-gateway + baselines: CPU/req, streams, RSS, codegen, targets, metrics pairs (~15 min, stopped at 20; BENCH_ARGS=--quick: ~5 min)
 	timeout 1200 $(PY) -m bench.run $(BENCH_ARGS)
 
 bench-workers: $(BENCH_STAMP) ## the serve command with --workers 1 and 2 in one run: req/s, p99, CPU/req (~1 min)
